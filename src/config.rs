@@ -1,0 +1,251 @@
+//! The configuration file (`config.toml`): IMAP accounts and resource caps.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file. Every section is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// IMAP accounts polled by `ingest --imap`, in order.
+    #[serde(default)]
+    pub imap: Vec<ImapAccount>,
+    /// Resource caps applied to every input.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// How the IMAP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS, port 993).
+    #[default]
+    Implicit,
+    /// Plain connection upgraded with STARTTLS (port 143).
+    Starttls,
+    /// No TLS at all; only allowed to a loopback address.
+    None,
+}
+
+/// One `[[imap]]` account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapAccount {
+    /// Names the account in logs, errors and the store.
+    pub name: String,
+    pub host: String,
+    /// Defaults to 993 for implicit TLS, 143 otherwise.
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// Verify the server certificate (default true). Turning it off warns on every run.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// Extra CA certificates (PEM) to trust, e.g. for a private CA.
+    pub ca_file: Option<PathBuf>,
+    pub username: String,
+    /// Inline password (prefer one of the other three).
+    pub password: Option<String>,
+    /// A file whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A shell command whose first line of output is the password.
+    pub password_command: Option<String>,
+    /// The folder reports arrive in.
+    #[serde(default = "default_folder")]
+    pub folder: String,
+    /// Where stored mails are moved.
+    #[serde(default = "default_archive")]
+    pub archive_folder: String,
+    /// Where mails that could not be read are moved.
+    #[serde(default = "default_invalid")]
+    pub invalid_folder: String,
+    /// Messages per UID FETCH and per commit.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+impl ImapAccount {
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            TlsMode::Implicit => 993,
+            _ => 143,
+        })
+    }
+}
+
+/// Caps that bound what one input may cost. Going over one makes the input
+/// invalid with a reason; it never runs the process out of memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Decompressed bytes per input, over all its parts (default 2 GiB).
+    pub max_decompressed_bytes: u64,
+    /// Entries per zip archive (default 1000).
+    pub max_zip_entries: usize,
+    /// Archives inside archives: a gzip in a zip is depth 2 (default 4).
+    pub max_nesting: usize,
+    /// IMAP messages larger than this (RFC822.SIZE) are not fetched (default 64 MiB).
+    pub max_message_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_decompressed_bytes: 2 << 30,
+            max_zip_entries: 1000,
+            max_nesting: 4,
+            max_message_bytes: 64 << 20,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_folder() -> String {
+    "INBOX".into()
+}
+fn default_archive() -> String {
+    "Archive".into()
+}
+fn default_invalid() -> String {
+    "Invalid".into()
+}
+fn default_batch() -> usize {
+    100
+}
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("config {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// The values do not make sense together.
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Read and check a config file. A missing file is an empty config only
+    /// when `required` is false (the default path).
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default())
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        let config = Config::from_toml(&text).map_err(|message| ConfigError::Syntax {
+            path: path.into(),
+            message,
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Parse TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for a in &self.imap {
+            if !names.insert(a.name.as_str()) {
+                return Err(format!("two [[imap]] accounts are named {:?}", a.name));
+            }
+            let sources = [
+                a.password.is_some(),
+                a.password_file.is_some(),
+                a.password_env.is_some(),
+                a.password_command.is_some(),
+            ];
+            match sources.iter().filter(|s| **s).count() {
+                1 => {}
+                0 => {
+                    return Err(format!(
+                        "account {:?}: set one of password_file, password_env, password_command or password",
+                        a.name
+                    ))
+                }
+                _ => {
+                    return Err(format!(
+                        "account {:?}: set only one of password, password_file, password_env, password_command",
+                        a.name
+                    ))
+                }
+            }
+            if a.tls == TlsMode::None && !is_loopback(&a.host) {
+                return Err(format!(
+                    "account {:?}: tls = \"none\" is only allowed to a loopback address, not {}",
+                    a.name, a.host
+                ));
+            }
+            if a.batch_size == 0 {
+                return Err(format!("account {:?}: batch_size must be at least 1", a.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_checks() {
+        let c = Config::from_toml(
+            "[[imap]]\nname='a'\nhost='imap.example.com'\nusername='u'\npassword_env='PW'\n",
+        )
+        .unwrap();
+        assert!(c.check().is_ok());
+        let a = &c.imap[0];
+        assert_eq!((a.port(), a.folder.as_str(), a.batch_size), (993, "INBOX", 100));
+        assert!(a.tls_verify);
+        assert_eq!(c.limits.max_decompressed_bytes, 2 << 30);
+
+        let none = Config::from_toml(
+            "[[imap]]\nname='a'\nhost='imap.example.com'\ntls='none'\nusername='u'\npassword_env='PW'\n",
+        )
+        .unwrap();
+        assert!(none.check().unwrap_err().contains("loopback"));
+        let two = Config::from_toml(
+            "[[imap]]\nname='a'\nhost='h'\nusername='u'\npassword='x'\npassword_env='PW'\n",
+        )
+        .unwrap();
+        assert!(two.check().unwrap_err().contains("only one"));
+        assert!(Config::from_toml("[[imap]]\nname='a'\nbogus=1\n").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Local inputs: files, directories, mbox and stdin. (Being written.)

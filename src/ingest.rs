@@ -1,0 +1,1 @@
+//! Ingest: drives each input through extract → parse → store. (Being written.)

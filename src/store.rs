@@ -1,0 +1,1 @@
+//! Store: the SQLite report store. (Being written.)

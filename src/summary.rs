@@ -1,0 +1,1 @@
+//! Summary. (Being written.)
