@@ -203,7 +203,10 @@ impl Config {
                 ));
             }
             if a.batch_size == 0 {
-                return Err(format!("account {:?}: batch_size must be at least 1", a.name));
+                return Err(format!(
+                    "account {:?}: batch_size must be at least 1",
+                    a.name
+                ));
             }
         }
         Ok(())
@@ -232,7 +235,10 @@ mod tests {
         .unwrap();
         assert!(c.check().is_ok());
         let a = &c.imap[0];
-        assert_eq!((a.port(), a.folder.as_str(), a.batch_size), (993, "INBOX", 100));
+        assert_eq!(
+            (a.port(), a.folder.as_str(), a.batch_size),
+            (993, "INBOX", 100)
+        );
         assert!(a.tls_verify);
         assert_eq!(c.limits.max_decompressed_bytes, 2 << 30);
 

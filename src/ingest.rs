@@ -1,1 +1,504 @@
-//! Ingest: drives each input through extract → parse → store. (Being written.)
+//! Ingest: drives each input through extract → parse → store.
+//!
+//! One [`Ingester`] owns a write batch. Every input gets a savepoint, every
+//! report inside it another, so a report that breaks half-way leaves nothing
+//! behind and never spoils the reports or inputs around it. The caller ends
+//! the batch with [`Ingester::commit`] before it moves any mail.
+
+use crate::config::Limits;
+use crate::extract::{self, Budget, Document};
+use crate::fetch::imap::{Destination, FetchedMail, MailSink, MailboxRef, SinkError};
+use crate::fetch::{Origin, RawInput};
+use crate::kind::Kind;
+use crate::parse::ReportReader;
+use crate::store::{NewInput, Store, StoreError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Counts for the closing line and `--json`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    /// Inputs looked at.
+    pub inputs: u64,
+    /// Reports stored.
+    pub reports: u64,
+    /// Records stored (over all reports).
+    pub records: u64,
+    /// Inputs skipped because the same bytes were already stored.
+    pub duplicate_inputs: u64,
+    /// Reports skipped because a report with the same key was already stored.
+    pub duplicate_reports: u64,
+    /// New inputs kept by kind.
+    pub aggregate: u64,
+    pub failure: u64,
+    pub tlsrpt: u64,
+    pub bounce: u64,
+    pub other: u64,
+    pub invalid: u64,
+}
+
+impl Stats {
+    /// Inputs or reports not stored again.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicate_inputs + self.duplicate_reports
+    }
+
+    /// New inputs of kinds other than aggregate and invalid.
+    pub fn other_kinds(&self) -> u64 {
+        self.failure + self.tlsrpt + self.bounce + self.other
+    }
+
+    fn count_kind(&mut self, kind: Kind) {
+        *match kind {
+            Kind::Aggregate => &mut self.aggregate,
+            Kind::Failure => &mut self.failure,
+            Kind::Tlsrpt => &mut self.tlsrpt,
+            Kind::Bounce => &mut self.bounce,
+            Kind::Other => &mut self.other,
+            Kind::Invalid => &mut self.invalid,
+        } += 1;
+    }
+
+    /// Add another run's counts.
+    pub fn add(&mut self, o: &Stats) {
+        self.inputs += o.inputs;
+        self.reports += o.reports;
+        self.records += o.records;
+        self.duplicate_inputs += o.duplicate_inputs;
+        self.duplicate_reports += o.duplicate_reports;
+        self.aggregate += o.aggregate;
+        self.failure += o.failure;
+        self.tlsrpt += o.tlsrpt;
+        self.bounce += o.bounce;
+        self.other += o.other;
+        self.invalid += o.invalid;
+    }
+
+    /// The closing line.
+    pub fn line(&self) -> String {
+        format!(
+            "{} inputs seen, {} reports stored ({} records), {} duplicates skipped, {} other kinds kept, {} invalid inputs kept",
+            self.inputs,
+            self.reports,
+            self.records,
+            self.duplicates(),
+            self.other_kinds(),
+            self.invalid
+        )
+    }
+}
+
+/// What became of one input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The stored input (the earlier one for a duplicate).
+    pub input: i64,
+    pub kind: Kind,
+    /// True when these exact bytes were stored before.
+    pub duplicate: bool,
+    /// Why the input is invalid.
+    pub reason: Option<String>,
+}
+
+/// Called with every input's outcome (to print invalid inputs as they come).
+pub type Notify<'s> = Box<dyn FnMut(&Origin, &Outcome) + 's>;
+
+/// Ingests inputs into one store, batch by batch.
+pub struct Ingester<'s> {
+    store: &'s mut Store,
+    limits: Limits,
+    in_batch: bool,
+    notify: Option<Notify<'s>>,
+    /// Counts since the ingester was made.
+    pub stats: Stats,
+}
+
+const INPUT_SP: &str = "input";
+const REPORT_SP: &str = "report";
+
+impl<'s> Ingester<'s> {
+    /// An ingester writing to `store` under `limits`.
+    pub fn new(store: &'s mut Store, limits: Limits) -> Self {
+        Ingester {
+            store,
+            limits,
+            in_batch: false,
+            notify: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Have `f` called with every input's outcome.
+    pub fn on_outcome(&mut self, f: Notify<'s>) {
+        self.notify = Some(f);
+    }
+
+    /// The store behind it (for lookups between batches).
+    pub fn store(&mut self) -> &mut Store {
+        self.store
+    }
+
+    /// Ingest one input inside the current batch (opened on demand).
+    pub fn ingest(&mut self, input: &RawInput) -> Result<Outcome, StoreError> {
+        let outcome = self.ingest_quietly(input)?;
+        if let Some(f) = self.notify.as_mut() {
+            f(&input.origin, &outcome);
+        }
+        Ok(outcome)
+    }
+
+    fn ingest_quietly(&mut self, input: &RawInput) -> Result<Outcome, StoreError> {
+        if !self.in_batch {
+            self.store.begin()?;
+            self.in_batch = true;
+        }
+        self.stats.inputs += 1;
+        let sha = hex(&Sha256::digest(&input.bytes));
+        if let Some((id, kind)) = self.store.input_by_sha(&sha)? {
+            self.stats.duplicate_inputs += 1;
+            self.note_imap(&input.origin, id)?;
+            return Ok(Outcome {
+                input: id,
+                kind,
+                duplicate: true,
+                reason: None,
+            });
+        }
+        self.store.savepoint(INPUT_SP)?;
+        match self.ingest_new(input, &sha) {
+            Ok(outcome) => {
+                self.store.release(INPUT_SP)?;
+                self.stats.count_kind(outcome.kind);
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.store.rollback_to(INPUT_SP)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Make everything since the last commit durable.
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        if self.in_batch {
+            self.store.commit()?;
+            self.in_batch = false;
+        }
+        Ok(())
+    }
+
+    /// Abandon the current batch.
+    pub fn rollback(&mut self) -> Result<(), StoreError> {
+        if self.in_batch {
+            self.store.rollback()?;
+            self.in_batch = false;
+        }
+        Ok(())
+    }
+
+    /// Record a mail that was too large to fetch, from its header bytes, as invalid.
+    pub fn ingest_oversize(
+        &mut self,
+        origin: &Origin,
+        header: &[u8],
+        size: u64,
+    ) -> Result<Outcome, StoreError> {
+        if !self.in_batch {
+            self.store.begin()?;
+            self.in_batch = true;
+        }
+        self.stats.inputs += 1;
+        let sha = hex(&Sha256::digest(header));
+        let reason = format!(
+            "message is {size} bytes, over max_message_bytes {}; only its header was kept",
+            self.limits.max_message_bytes
+        );
+        let outcome = if let Some((id, kind)) = self.store.input_by_sha(&sha)? {
+            self.stats.duplicate_inputs += 1;
+            self.note_imap(origin, id)?;
+            Outcome {
+                input: id,
+                kind,
+                duplicate: true,
+                reason: None,
+            }
+        } else {
+            let mail = extract::extract(header, None).mail;
+            let id = self.store.insert_input(
+                &NewInput {
+                    origin,
+                    sha256: &sha,
+                    bytes: header,
+                    kind: Kind::Invalid,
+                    mail: mail.as_ref(),
+                },
+                now(),
+            )?;
+            self.store
+                .finish_input(id, Kind::Invalid, Some(&reason), &[])?;
+            self.note_imap(origin, id)?;
+            self.stats.count_kind(Kind::Invalid);
+            Outcome {
+                input: id,
+                kind: Kind::Invalid,
+                duplicate: false,
+                reason: Some(reason),
+            }
+        };
+        if let Some(f) = self.notify.as_mut() {
+            f(origin, &outcome);
+        }
+        Ok(outcome)
+    }
+
+    fn note_imap(&mut self, origin: &Origin, input: i64) -> Result<(), StoreError> {
+        if let Origin::Imap {
+            account,
+            mailbox,
+            uidvalidity,
+            uid,
+        } = origin
+        {
+            self.store
+                .record_imap_message(account, mailbox, *uidvalidity, *uid, input)?;
+        }
+        Ok(())
+    }
+
+    fn ingest_new(&mut self, input: &RawInput, sha: &str) -> Result<Outcome, StoreError> {
+        let extracted = extract::extract(&input.bytes, input.name.as_deref());
+        let id = self.store.insert_input(
+            &NewInput {
+                origin: &input.origin,
+                sha256: sha,
+                bytes: &input.bytes,
+                kind: extracted.kind,
+                mail: extracted.mail.as_ref(),
+            },
+            now(),
+        )?;
+        self.note_imap(&input.origin, id)?;
+        let mut warnings = extracted.warnings.clone();
+        let mut kind = extracted.kind;
+        let mut reason = extracted.reason.clone();
+        if !extracted.payloads.is_empty() {
+            let budget = Budget::new(&self.limits);
+            let mut found = 0u64;
+            let mut problems: Vec<String> = Vec::new();
+            for payload in &extracted.payloads {
+                let limits = self.limits.clone();
+                extract::documents(payload, &limits, &budget, &mut |doc| match doc {
+                    Err(e) => {
+                        problems.push(format!("{}: {e}", payload.name));
+                        Ok::<(), StoreError>(())
+                    }
+                    Ok(doc) => {
+                        let name = doc.name.clone();
+                        match self.ingest_document(id, doc)? {
+                            Ok(()) => found += 1,
+                            Err(problem) => problems.push(format!("{name}: {problem}")),
+                        }
+                        Ok(())
+                    }
+                })?;
+            }
+            if found > 0 {
+                kind = Kind::Aggregate;
+                reason = None;
+                warnings.extend(problems);
+            } else {
+                kind = Kind::Invalid;
+                reason = Some(match problems.len() {
+                    0 => "no report found in the input".to_string(),
+                    1 => problems.remove(0),
+                    n => format!("{} (and {} more problems)", problems.remove(0), n - 1),
+                });
+                warnings.extend(problems);
+            }
+        }
+        self.store
+            .finish_input(id, kind, reason.as_deref(), &warnings)?;
+        Ok(Outcome {
+            input: id,
+            kind,
+            duplicate: false,
+            reason,
+        })
+    }
+
+    /// Store one document as a report. The outer error is the store's; the
+    /// inner one says why the document is not a report.
+    fn ingest_document(
+        &mut self,
+        input: i64,
+        doc: Document<'_>,
+    ) -> Result<Result<(), String>, StoreError> {
+        let mut reader = ReportReader::new(doc.reader);
+        let header = match reader.header() {
+            Ok(h) => h.clone(),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if let Some(known) = self.store.report_by_key(&header)? {
+            // Same key: keep the first. Read the records anyway to tell a true
+            // copy from a reporter that sent other data under the same key.
+            let digest = match drain_digest(&mut reader) {
+                Ok((d, _, _)) => Some(d),
+                Err(_) => None,
+            };
+            self.stats.duplicate_reports += 1;
+            if digest.is_some() && digest != known.records_sha256 {
+                let first = self.store.describe_input(known.input)?;
+                let second = self.store.describe_input(input)?;
+                let w = format!(
+                    "report {} from {} arrived again with different records: kept {first}, ignored the copy in {second}",
+                    header.report_id_key(),
+                    header.reporter()
+                );
+                self.store.add_report_warning(known.id, &w)?;
+                self.store.add_input_warning(input, &w)?;
+            }
+            return Ok(Ok(()));
+        }
+        self.store.savepoint(REPORT_SP)?;
+        let report = self.store.insert_report(input, &doc.name, &header)?;
+        let mut hasher = Sha256::new();
+        let (mut records, mut messages) = (0i64, 0i64);
+        loop {
+            match reader.next_record() {
+                Ok(Some(rec)) => {
+                    hash_record(&mut hasher, &rec);
+                    records += 1;
+                    messages = messages.saturating_add(rec.count);
+                    self.store.insert_record(report, &rec)?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.store.rollback_to(REPORT_SP)?;
+                    return Ok(Err(e.to_string()));
+                }
+            }
+        }
+        let digest = hex(&hasher.finalize());
+        self.store
+            .finish_report(report, records, messages, &digest, reader.warnings())?;
+        self.store.release(REPORT_SP)?;
+        self.stats.reports += 1;
+        self.stats.records += records as u64;
+        Ok(Ok(()))
+    }
+}
+
+fn hash_record(h: &mut Sha256, rec: &crate::parse::Record) {
+    // serde_json of plain data is deterministic; the digest only ever compares
+    // copies parsed by the same code.
+    if let Ok(bytes) = serde_json::to_vec(rec) {
+        h.update(&bytes);
+        h.update(b"\n");
+    }
+}
+
+fn drain_digest<R: std::io::BufRead>(
+    reader: &mut ReportReader<R>,
+) -> Result<(String, i64, i64), crate::parse::ParseError> {
+    let mut hasher = Sha256::new();
+    let (mut n, mut m) = (0i64, 0i64);
+    while let Some(rec) = reader.next_record()? {
+        hash_record(&mut hasher, &rec);
+        n += 1;
+        m = m.saturating_add(rec.count);
+    }
+    Ok((hex(&hasher.finalize()), n, m))
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn destination(kind: Kind) -> Destination {
+    if kind == Kind::Invalid {
+        Destination::Invalid
+    } else {
+        Destination::Archive
+    }
+}
+
+/// The poller hands its batches to the ingester; each batch is committed
+/// before `store` returns, so no mail is moved before its data is durable.
+impl MailSink for Ingester<'_> {
+    fn stored(
+        &mut self,
+        mb: &MailboxRef,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Destination)>, SinkError> {
+        Ok(self
+            .store
+            .imap_stored(&mb.account, &mb.mailbox, mb.uidvalidity, uids)?
+            .into_iter()
+            .map(|(uid, kind)| (uid, destination(kind)))
+            .collect())
+    }
+
+    fn store(
+        &mut self,
+        mb: &MailboxRef,
+        mails: Vec<FetchedMail>,
+    ) -> Result<Vec<(u32, Destination)>, SinkError> {
+        let mut out = Vec::with_capacity(mails.len());
+        for mail in mails {
+            let input = RawInput {
+                origin: Origin::Imap {
+                    account: mb.account.clone(),
+                    mailbox: mb.mailbox.clone(),
+                    uidvalidity: mb.uidvalidity,
+                    uid: mail.uid,
+                },
+                name: None,
+                bytes: mail.bytes,
+            };
+            match self.ingest(&input) {
+                Ok(o) => out.push((mail.uid, destination(o.kind))),
+                Err(e) => {
+                    self.rollback()?;
+                    return Err(e.into());
+                }
+            }
+        }
+        self.commit()?;
+        Ok(out)
+    }
+
+    fn oversize(
+        &mut self,
+        mb: &MailboxRef,
+        uid: u32,
+        size: u64,
+        header: Vec<u8>,
+    ) -> Result<(), SinkError> {
+        let origin = Origin::Imap {
+            account: mb.account.clone(),
+            mailbox: mb.mailbox.clone(),
+            uidvalidity: mb.uidvalidity,
+            uid,
+        };
+        if let Err(e) = self.ingest_oversize(&origin, &header, size) {
+            self.rollback()?;
+            return Err(e.into());
+        }
+        self.commit()?;
+        Ok(())
+    }
+}

@@ -1,1 +1,512 @@
-//! Store: the SQLite report store. (Being written.)
+//! Store: the SQLite report store. The only module that sees SQL.
+//!
+//! The schema is `sql/schema.sql` (migration 1) plus the files in
+//! `sql/migrations/`, applied in order and tracked in `PRAGMA user_version`.
+//! Writes happen inside an explicit transaction that the caller opens with
+//! [`Store::begin`] and makes durable with [`Store::commit`]; each input and
+//! each report inside it gets its own savepoint so one bad input never spoils
+//! its batch.
+
+use crate::fetch::Origin;
+use crate::kind::Kind;
+use crate::parse::{ip_bin, Header, Record};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+pub mod query;
+
+/// The schema migrations, in order. Append only: never edit or remove one.
+const MIGRATIONS: &[&str] = &[include_str!("../sql/schema.sql")];
+
+/// Errors from the store. Any of them is an operational failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer dmarcdb.
+    #[error("database schema version {found} is newer than this dmarcdb knows ({known}); upgrade dmarcdb")]
+    TooNew { found: i64, known: i64 },
+    /// The database directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// An open report store.
+pub struct Store {
+    conn: Connection,
+}
+
+/// A new input to record.
+pub struct NewInput<'a> {
+    pub origin: &'a Origin,
+    pub sha256: &'a str,
+    pub bytes: &'a [u8],
+    pub kind: Kind,
+    pub mail: Option<&'a crate::extract::MailMeta>,
+}
+
+/// What the store already knows about a report key.
+#[derive(Debug, Clone)]
+pub struct KnownReport {
+    pub id: i64,
+    pub input: i64,
+    pub records_sha256: Option<String>,
+}
+
+impl Store {
+    /// Open (creating if needed) the store at `path` and bring its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        Store::setup(Connection::open(path)?)
+    }
+
+    /// A private in-memory store (tests).
+    pub fn open_in_memory() -> Result<Store> {
+        Store::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        // WAL lets `summary` and `sqlite3` read while ingest writes; FULL makes a
+        // commit durable before any mail is moved out of the inbox.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Start a write batch.
+    pub fn begin(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    /// Make the batch durable (synchronous = FULL).
+    pub fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    /// Throw the batch away.
+    pub fn rollback(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    /// Open a named savepoint inside the batch.
+    pub fn savepoint(&mut self, name: &str) -> Result<()> {
+        self.conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+        Ok(())
+    }
+
+    /// Keep what was done since the savepoint.
+    pub fn release(&mut self, name: &str) -> Result<()> {
+        self.conn.execute_batch(&format!("RELEASE {name}"))?;
+        Ok(())
+    }
+
+    /// Undo what was done since the savepoint, and close it.
+    pub fn rollback_to(&mut self, name: &str) -> Result<()> {
+        self.conn
+            .execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))?;
+        Ok(())
+    }
+
+    /// The input with these bytes, if stored, with its kind.
+    pub fn input_by_sha(&self, sha256: &str) -> Result<Option<(i64, Kind)>> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .prepare_cached("SELECT id, kind FROM inputs WHERE sha256 = ?1")?
+            .query_row([sha256], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.map(|(id, k)| (id, Kind::parse(&k).unwrap_or(Kind::Other))))
+    }
+
+    /// Record an input and its raw bytes.
+    pub fn insert_input(&mut self, input: &NewInput<'_>, received_at: i64) -> Result<i64> {
+        let (origin, path, mbox_index, account, mailbox, uidvalidity, uid) = match input.origin {
+            Origin::Path { path, mbox_index } => (
+                "path",
+                Some(path.as_str()),
+                mbox_index.map(|i| i as i64),
+                None,
+                None,
+                None,
+                None,
+            ),
+            Origin::Stdin => ("stdin", None, None, None, None, None, None),
+            Origin::Imap {
+                account,
+                mailbox,
+                uidvalidity,
+                uid,
+            } => (
+                "imap",
+                None,
+                None,
+                Some(account.as_str()),
+                Some(mailbox.as_str()),
+                Some(*uidvalidity as i64),
+                Some(*uid as i64),
+            ),
+        };
+        let m = input.mail;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO inputs (sha256, kind, size, received_at, origin, path, mbox_index,
+                    account, mailbox, uidvalidity, uid, from_header, subject, message_id,
+                    date_header, authentication_results)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                input.sha256,
+                input.kind.as_str(),
+                input.bytes.len() as i64,
+                received_at,
+                origin,
+                path,
+                mbox_index,
+                account,
+                mailbox,
+                uidvalidity,
+                uid,
+                m.and_then(|m| m.from.as_deref()),
+                m.and_then(|m| m.subject.as_deref()),
+                m.and_then(|m| m.message_id.as_deref()),
+                m.and_then(|m| m.date.as_deref()),
+                m.and_then(|m| m.authentication_results.as_deref()),
+            ])?;
+        let id = self.conn.last_insert_rowid();
+        self.conn
+            .prepare_cached("INSERT INTO raw_inputs (sha256, bytes) VALUES (?1, ?2)")?
+            .execute(params![input.sha256, input.bytes])?;
+        Ok(id)
+    }
+
+    /// Set an input's final kind, reason and warnings.
+    pub fn finish_input(
+        &mut self,
+        id: i64,
+        kind: Kind,
+        reason: Option<&str>,
+        warnings: &[String],
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE inputs SET kind = ?2, reason = ?3, warnings = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, kind.as_str(), reason, json_list(warnings)])?;
+        Ok(())
+    }
+
+    /// Append a warning to an input.
+    pub fn add_input_warning(&mut self, id: i64, warning: &str) -> Result<()> {
+        add_warning(&self.conn, "inputs", id, warning)
+    }
+
+    /// Append a warning to a report.
+    pub fn add_report_warning(&mut self, id: i64, warning: &str) -> Result<()> {
+        add_warning(&self.conn, "reports", id, warning)
+    }
+
+    /// Remember that an IMAP message is (a copy of) this input.
+    pub fn record_imap_message(
+        &mut self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+        uid: u32,
+        input: i64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO imap_messages (account, mailbox, uidvalidity, uid, input)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![account, mailbox, uidvalidity, uid, input])?;
+        Ok(())
+    }
+
+    /// Of `uids`, the IMAP messages already stored, with their input's kind.
+    pub fn imap_stored(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Kind)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT i.kind FROM imap_messages m JOIN inputs i ON i.id = m.input
+             WHERE m.account = ?1 AND m.mailbox = ?2 AND m.uidvalidity = ?3 AND m.uid = ?4",
+        )?;
+        let mut out = Vec::new();
+        for &uid in uids {
+            let kind: Option<String> = stmt
+                .query_row(params![account, mailbox, uidvalidity, uid], |r| r.get(0))
+                .optional()?;
+            if let Some(k) = kind {
+                out.push((uid, Kind::parse(&k).unwrap_or(Kind::Other)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored report with this key, if any.
+    pub fn report_by_key(&self, h: &Header) -> Result<Option<KnownReport>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, input, records_sha256 FROM reports
+                 WHERE reporter = ?1 AND report_id = ?2 AND policy_domain = ?3
+                   AND begin_date = ?4 AND end_date = ?5",
+            )?
+            .query_row(
+                params![
+                    h.reporter(),
+                    h.report_id_key(),
+                    policy_domain(h),
+                    h.begin,
+                    h.end
+                ],
+                |r| {
+                    Ok(KnownReport {
+                        id: r.get(0)?,
+                        input: r.get(1)?,
+                        records_sha256: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Insert a report's header; records follow with [`Store::insert_record`].
+    pub fn insert_report(&mut self, input: i64, document: &str, h: &Header) -> Result<i64> {
+        let p = &h.policy;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO reports (input, document, org_name, reporter, email, extra_contact_info,
+                    report_id, policy_domain, begin_date, end_date, p, sp, np, adkim, aspf, pct, fo,
+                    testing, discovery_method, format, version, generator, errors)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+            )?
+            .execute(params![
+                input,
+                document,
+                h.org_name.as_deref().map(str::trim),
+                h.reporter(),
+                h.email,
+                h.extra_contact_info,
+                h.report_id_key(),
+                policy_domain(h),
+                h.begin,
+                h.end,
+                p.p,
+                p.sp,
+                p.np,
+                p.adkim,
+                p.aspf,
+                p.pct,
+                p.fo,
+                p.testing,
+                p.discovery_method,
+                h.format.as_str(),
+                h.version,
+                h.generator,
+                json_list(&h.errors),
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Insert one record of a report, with its auth results and reasons.
+    pub fn insert_record(&mut self, report: i64, r: &Record) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO records (report, source_ip, source_ip_bin, count, disposition, dkim, spf,
+                    header_from, envelope_from, envelope_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                report,
+                r.source_ip,
+                r.ip.map(|ip| ip_bin(ip).to_vec()),
+                r.count,
+                r.disposition,
+                r.dkim,
+                r.spf,
+                r.header_from,
+                r.envelope_from,
+                r.envelope_to,
+            ])?;
+        let record = self.conn.last_insert_rowid();
+        if !r.dkim_results.is_empty() {
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT INTO dkim_results (record, domain, selector, result, human_result)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for d in &r.dkim_results {
+                stmt.execute(params![
+                    record,
+                    d.domain,
+                    d.selector,
+                    d.result,
+                    d.human_result
+                ])?;
+            }
+        }
+        if !r.spf_results.is_empty() {
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT INTO spf_results (record, domain, scope, result, human_result)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for s in &r.spf_results {
+                stmt.execute(params![record, s.domain, s.scope, s.result, s.human_result])?;
+            }
+        }
+        if !r.reasons.is_empty() {
+            let mut stmt = self.conn.prepare_cached(
+                "INSERT INTO override_reasons (record, type, comment) VALUES (?1, ?2, ?3)",
+            )?;
+            for o in &r.reasons {
+                stmt.execute(params![record, o.kind, o.comment])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Close a report: its counts, records digest and warnings.
+    pub fn finish_report(
+        &mut self,
+        id: i64,
+        record_count: i64,
+        message_count: i64,
+        records_sha256: &str,
+        warnings: &[String],
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE reports SET record_count = ?2, message_count = ?3, records_sha256 = ?4,
+                    warnings = ?5 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                record_count,
+                message_count,
+                records_sha256,
+                json_list(warnings)
+            ])?;
+        Ok(())
+    }
+
+    /// A short description of an input for messages: its path or IMAP location.
+    pub fn describe_input(&self, id: i64) -> Result<String> {
+        let origin: String = self.conn.query_row(
+            "SELECT CASE origin
+                 WHEN 'imap' THEN 'imap ' || account || '/' || mailbox || ' UID ' || uid
+                 WHEN 'stdin' THEN '<stdin>'
+                 ELSE path || coalesce(' message ' || mbox_index, '') END
+             FROM inputs WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        Ok(format!("input {id} ({origin})"))
+    }
+
+    /// Read-only access for queries and summaries.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn policy_domain(h: &Header) -> String {
+    h.policy.domain.trim().trim_end_matches('.').to_lowercase()
+}
+
+fn json_list(items: &[String]) -> Option<String> {
+    if items.is_empty() {
+        None
+    } else {
+        serde_json::to_string(items).ok()
+    }
+}
+
+fn add_warning(conn: &Connection, table: &str, id: i64, warning: &str) -> Result<()> {
+    let current: Option<String> = conn.query_row(
+        &format!("SELECT warnings FROM {table} WHERE id = ?1"),
+        [id],
+        |r| r.get(0),
+    )?;
+    let mut list: Vec<String> = current
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    if !list.iter().any(|w| w == warning) {
+        list.push(warning.to_string());
+    }
+    conn.execute(
+        &format!("UPDATE {table} SET warnings = ?2 WHERE id = ?1"),
+        params![id, json_list(&list)],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/db.sqlite");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}

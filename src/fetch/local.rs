@@ -1,1 +1,292 @@
-//! Local inputs: files, directories, mbox and stdin. (Being written.)
+//! Local inputs: files, directories (recursively), mbox files and stdin.
+//!
+//! A file is one input, except an mbox (a file that starts with a `From `
+//! line), which is one input per message. Files are recognised by their bytes
+//! later, in extract; here only the name is kept as a hint.
+
+use super::{Origin, RawInput};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// A path that could not be read. The run goes on without it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+pub struct LocalError {
+    pub path: String,
+    pub source: std::io::Error,
+}
+
+/// Call `f` with every input below `paths` (`-` is stdin), in order. Unreadable
+/// paths go to `on_error`; the walk goes on. Errors from `f` stop the walk.
+pub fn visit<E>(
+    paths: &[PathBuf],
+    on_error: &mut dyn FnMut(LocalError),
+    f: &mut dyn FnMut(RawInput) -> Result<(), E>,
+) -> Result<(), E> {
+    for p in paths {
+        if p.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            match std::io::stdin().lock().read_to_end(&mut bytes) {
+                Ok(_) => f(RawInput {
+                    origin: Origin::Stdin,
+                    name: None,
+                    bytes,
+                })?,
+                Err(source) => on_error(LocalError {
+                    path: "<stdin>".into(),
+                    source,
+                }),
+            }
+        } else {
+            walk(p, true, on_error, f)?;
+        }
+    }
+    Ok(())
+}
+
+fn walk<E>(
+    path: &Path,
+    given: bool,
+    on_error: &mut dyn FnMut(LocalError),
+    f: &mut dyn FnMut(RawInput) -> Result<(), E>,
+) -> Result<(), E> {
+    let err = |source| LocalError {
+        path: path.display().to_string(),
+        source,
+    };
+    // Symlinked directories are not followed below the given paths, so a loop
+    // cannot make the walk endless.
+    let meta = if given {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    };
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) => {
+            on_error(err(e));
+            return Ok(());
+        }
+    };
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                on_error(err(e));
+                return Ok(());
+            }
+        };
+        entries.sort();
+        for e in entries {
+            walk(&e, false, on_error, f)?;
+        }
+        return Ok(());
+    }
+    if meta.file_type().is_symlink() {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                on_error(err(e));
+                return Ok(());
+            }
+        }
+    } else if !meta.is_file() {
+        return Ok(());
+    }
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'));
+    if hidden && !given {
+        return Ok(());
+    }
+    match read_file(path, f) {
+        Ok(r) => r,
+        Err(e) => {
+            on_error(err(e));
+            Ok(())
+        }
+    }
+}
+
+/// Read one file: a single input, or an mbox split into its messages.
+fn read_file<E>(
+    path: &Path,
+    f: &mut dyn FnMut(RawInput) -> Result<(), E>,
+) -> std::io::Result<Result<(), E>> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let display = path.display().to_string();
+    let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
+    if !reader.fill_buf()?.starts_with(b"From ") {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        return Ok(f(RawInput {
+            origin: Origin::Path {
+                path: display,
+                mbox_index: None,
+            },
+            name,
+            bytes,
+        }));
+    }
+    let mut mbox = MboxReader::new(reader);
+    // One message held back, so that a file with a single `From ` line is
+    // recorded as a plain file rather than "message 1".
+    let mut pending: Option<Vec<u8>> = None;
+    let mut index = 0usize;
+    while let Some(msg) = mbox.next_message()? {
+        if let Some(prev) = pending.replace(msg) {
+            index += 1;
+            if let Err(e) = f(RawInput {
+                origin: Origin::Path {
+                    path: display.clone(),
+                    mbox_index: Some(index),
+                },
+                name: None,
+                bytes: prev,
+            }) {
+                return Ok(Err(e));
+            }
+        }
+    }
+    if let Some(last) = pending {
+        let mbox_index = (index > 0).then_some(index + 1);
+        return Ok(f(RawInput {
+            origin: Origin::Path {
+                path: display,
+                mbox_index,
+            },
+            name: if index > 0 { None } else { name },
+            bytes: last,
+        }));
+    }
+    Ok(Ok(()))
+}
+
+/// Splits an mbox stream into messages: a message starts at a `From ` line at
+/// the start of the file or after a blank line. The `From ` line is dropped and
+/// mboxrd quoting (`>From ` → `From `) undone.
+pub struct MboxReader<R: BufRead> {
+    inner: R,
+    line: Vec<u8>,
+    started: bool,
+}
+
+impl<R: BufRead> MboxReader<R> {
+    /// Read messages from `inner`.
+    pub fn new(inner: R) -> Self {
+        MboxReader {
+            inner,
+            line: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// The next message, or `None` at the end.
+    pub fn next_message(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        if !self.started {
+            self.started = true;
+            self.line.clear();
+            if self.inner.read_until(b'\n', &mut self.line)? == 0 {
+                return Ok(None);
+            }
+            if !self.line.starts_with(b"From ") {
+                // Not an mbox after all: the whole stream is one message.
+                let mut msg = std::mem::take(&mut self.line);
+                self.inner.read_to_end(&mut msg)?;
+                return Ok(Some(msg));
+            }
+        } else if self.line.is_empty() {
+            return Ok(None);
+        }
+        let mut msg = Vec::new();
+        let mut prev_blank = false;
+        loop {
+            self.line.clear();
+            if self.inner.read_until(b'\n', &mut self.line)? == 0 {
+                break;
+            }
+            if prev_blank && self.line.starts_with(b"From ") {
+                // The blank line before the separator belongs to the mbox.
+                trim_one_newline(&mut msg);
+                return Ok(Some(msg));
+            }
+            prev_blank = self.line == b"\n" || self.line == b"\r\n";
+            let quoted = self.line.iter().take_while(|&&b| b == b'>').count();
+            if quoted > 0
+                && self
+                    .line
+                    .get(quoted..)
+                    .is_some_and(|l| l.starts_with(b"From "))
+            {
+                msg.extend_from_slice(self.line.get(1..).unwrap_or_default());
+            } else {
+                msg.extend_from_slice(&self.line);
+            }
+        }
+        self.line.clear();
+        Ok(Some(msg))
+    }
+}
+
+fn trim_one_newline(msg: &mut Vec<u8>) {
+    if msg.ends_with(b"\r\n") {
+        msg.truncate(msg.len() - 2);
+    } else if msg.ends_with(b"\n") {
+        msg.truncate(msg.len() - 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(text: &str) -> Vec<String> {
+        let mut r = MboxReader::new(text.as_bytes());
+        let mut out = vec![];
+        while let Some(m) = r.next_message().unwrap() {
+            out.push(String::from_utf8(m).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn mbox_split_and_unquote() {
+        let mb = "From a@example.com Mon Jan  1 00:00:00 2024\nSubject: one\n\nbody\n>From here\n\nFrom b@example.org Tue Jan  2 00:00:00 2024\nSubject: two\n\ntext\nFrom inside a paragraph is not a separator\n";
+        let msgs = split(mb);
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0], "Subject: one\n\nbody\nFrom here\n");
+        assert!(msgs[1].starts_with("Subject: two"));
+        assert!(msgs[1].contains("From inside"));
+        assert_eq!(
+            split("Subject: x\n\nplain\n"),
+            vec!["Subject: x\n\nplain\n"]
+        );
+        assert!(split("").is_empty());
+    }
+
+    #[test]
+    fn walk_reports_missing_paths_and_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b.xml"), "<feedback/>").unwrap();
+        std::fs::write(dir.path().join("a.eml"), "Subject: x\n\nhi\n").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "x").unwrap();
+        let mut errors = vec![];
+        let mut seen = vec![];
+        visit::<()>(
+            &[dir.path().join("missing"), dir.path().to_path_buf()],
+            &mut |e| errors.push(e.to_string()),
+            &mut |i| {
+                seen.push(i.origin.to_string());
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("missing"));
+        assert_eq!(seen.len(), 2);
+        assert!(seen[0].ends_with("a.eml") && seen[1].ends_with("b.xml"));
+    }
+}

@@ -174,7 +174,10 @@ mod tests {
             normalize_ip("::ffff:192.0.2.7").unwrap().to_string(),
             "192.0.2.7"
         );
-        assert_eq!(normalize_ip(" 198.51.100.1 ").unwrap().to_string(), "198.51.100.1");
+        assert_eq!(
+            normalize_ip(" 198.51.100.1 ").unwrap().to_string(),
+            "198.51.100.1"
+        );
         assert!(normalize_ip("not-an-ip").is_none());
         let bin = ip_bin(normalize_ip("192.0.2.1").unwrap());
         assert_eq!(&bin[10..], &[0xff, 0xff, 192, 0, 2, 1]);

@@ -1,0 +1,157 @@
+//! Command line: global options, subcommands, exit codes. One file per subcommand.
+
+mod ingest;
+mod query;
+mod summary;
+
+use clap::{Parser, Subcommand};
+use dmarcdb::config::Config;
+use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (invalid inputs were kept and counted: that is not a failure)
+  1  operational failure: server unreachable, login refused, a path that
+     cannot be read, database error (other inputs are still processed first)
+  2  usage or configuration error (nothing was done)";
+
+/// Ingest DMARC aggregate reports from IMAP and files into SQLite, and show
+/// who sends as your domain and who fails.
+#[derive(Debug, Parser)]
+#[command(name = "dmarcdb", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The SQLite database [default: $DMARCDB_DB, else ~/.local/share/dmarcdb/dmarcdb.sqlite]
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// The config file [default: $DMARCDB_CONFIG, else ~/.config/dmarcdb/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print what happens to every input.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store reports from files, directories, mbox files, stdin (-) or IMAP.
+    Ingest(ingest::Args),
+    /// Show failing senders and what receivers did, per policy domain.
+    Summary(summary::Args),
+    /// Run a shipped query from sql/queries/ (by name) or an .sql file.
+    Query(query::Args),
+}
+
+/// Global settings every subcommand gets.
+pub struct Global {
+    pub db: PathBuf,
+    config_path: PathBuf,
+    config_given: bool,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+impl Global {
+    /// Load the config file (a missing default file is an empty config).
+    pub fn config(&self) -> Result<Config, Failure> {
+        Config::load(&self.config_path, self.config_given)
+            .map_err(|e| Failure::usage(e.to_string()))
+    }
+
+    /// Open the store.
+    pub fn store(&self) -> Result<dmarcdb::store::Store, Failure> {
+        dmarcdb::store::Store::open(&self.db)
+            .map_err(|e| Failure::operational(format!("{}: {e}", self.db.display())))
+    }
+}
+
+/// An error that ends the command, with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    /// Exit 1.
+    pub fn operational(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+    /// Exit 2.
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home().join(fallback))
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Run the command line; returns the exit code.
+pub fn main() -> u8 {
+    let cli = Cli::parse();
+    let config_env = env_path("DMARCDB_CONFIG");
+    let global = Global {
+        db: cli
+            .db
+            .clone()
+            .or_else(|| env_path("DMARCDB_DB"))
+            .unwrap_or_else(|| xdg("XDG_DATA_HOME", ".local/share").join("dmarcdb/dmarcdb.sqlite")),
+        config_given: cli.config.is_some() || config_env.is_some(),
+        config_path: cli
+            .config
+            .clone()
+            .or(config_env)
+            .unwrap_or_else(|| xdg("XDG_CONFIG_HOME", ".config").join("dmarcdb/config.toml")),
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    let result = match &cli.command {
+        Command::Ingest(a) => ingest::run(&global, a),
+        Command::Summary(a) => summary::run(&global, a),
+        Command::Query(a) => query::run(&global, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("dmarcdb: {}", f.message);
+            f.code
+        }
+    }
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+pub fn print(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::operational(format!("cannot write output: {e}"))),
+    }
+}

@@ -1,0 +1,58 @@
+//! `dmarcdb summary`: failing senders and receiver actions per policy domain.
+
+use super::{print, Failure, Global};
+use dmarcdb::store::query::Filter;
+use dmarcdb::summary::{self, parse_when};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this policy domain and its subdomains.
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
+    /// Start of the period: YYYY-MM-DD (UTC) or Nd (N days before its end)
+    /// [default: 30 days before its end].
+    #[arg(long, value_name = "DATE|Nd", value_parser = parse_when)]
+    since: Option<summary::When>,
+    /// Last day of the period, YYYY-MM-DD (UTC), included [default: the newest
+    /// report's end when --since is not given either, else now].
+    #[arg(long, value_name = "DATE", value_parser = parse_when)]
+    until: Option<summary::When>,
+    /// Failing senders listed per domain.
+    #[arg(long, default_value_t = 25, value_name = "N")]
+    top: usize,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
+    let store = g.store()?;
+    let domain = a
+        .domain
+        .as_deref()
+        .map(|d| d.trim().trim_end_matches('.').to_lowercase());
+    let db = |e: dmarcdb::store::StoreError| Failure::operational(e.to_string());
+    let newest = store.newest_report_end(domain.as_deref()).map_err(db)?;
+    let now = chrono::Utc::now().timestamp();
+    let (since, until) =
+        summary::period(a.since.as_ref(), a.until.as_ref(), newest, now).map_err(Failure::usage)?;
+    let filter = Filter {
+        since,
+        until,
+        domain,
+    };
+    let s = summary::build(&store, &filter, a.top).map_err(db)?;
+    match a.format {
+        Format::Text => print(&summary::render_text(&s))?,
+        Format::Json => print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&s).unwrap_or_default()
+        ))?,
+    }
+    Ok(0)
+}
