@@ -1,0 +1,302 @@
+//! The built binary on our own fixtures: ingest, dedup, summary, query, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const WRAPPED: &str = "fixtures/wrappings";
+const NAME: &str = "mail.example.net!example.com!1700006400!1700092799";
+
+/// A private HOME and database per test.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("test.sqlite")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dmarcdb"));
+        c.args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("HOME", self.dir.path())
+            .env("DMARCDB_DB", self.db())
+            .env_remove("DMARCDB_CONFIG")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CONFIG_HOME");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    fn sql(&self, sql: &str) -> i64 {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn one_report_in_four_wrappings_is_stored_once() {
+    let env = Env::new();
+    let stats = env.json(&["ingest", "--json", WRAPPED]);
+    assert_eq!(stats["inputs"], 4, "{stats}");
+    assert_eq!(stats["reports"], 1, "{stats}");
+    assert_eq!(stats["duplicate_reports"], 3, "{stats}");
+    assert_eq!(stats["aggregate"], 4, "{stats}");
+    assert_eq!(stats["invalid"], 0, "{stats}");
+    assert_eq!(env.sql("SELECT count(*) FROM reports"), 1);
+    assert_eq!(env.sql("SELECT count(*) FROM records"), 3);
+    assert_eq!(env.sql("SELECT sum(count) FROM records"), 17);
+    assert_eq!(env.sql("SELECT message_count FROM reports"), 17);
+    assert_eq!(
+        env.sql(
+            "SELECT count(*) FROM reports WHERE reporter = 'mail receiver example'
+             AND report_id = 'wrapping-test-0001' AND policy_domain = 'example.com'
+             AND begin_date = 1700006400 AND end_date = 1700092799 AND p = 'quarantine'
+             AND warnings IS NULL"
+        ),
+        1
+    );
+    // Identical copies carry no "different records" warning.
+    assert_eq!(
+        env.sql("SELECT count(*) FROM inputs WHERE warnings IS NOT NULL"),
+        0
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM raw_inputs r JOIN inputs i USING (sha256)"),
+        4
+    );
+    assert_eq!(
+        env.sql(
+            "SELECT count(*) FROM inputs WHERE subject LIKE 'Report Domain: example.com%'
+             AND message_id = '<wrapping-test-0001@mail.example.net>' OR message_id = 'wrapping-test-0001@mail.example.net'"
+        ),
+        1
+    );
+
+    // Running again changes nothing.
+    let again = env.json(&["ingest", "--json", WRAPPED]);
+    assert_eq!(again["duplicate_inputs"], 4, "{again}");
+    assert_eq!(again["reports"], 0, "{again}");
+    assert_eq!(env.sql("SELECT count(*) FROM inputs"), 4);
+    assert_eq!(env.sql("SELECT count(*) FROM records"), 3);
+}
+
+#[test]
+fn records_and_auth_results_are_stored_normalised() {
+    let env = Env::new();
+    let xml = format!("{WRAPPED}/{NAME}.xml");
+    assert!(env.run(&["-q", "ingest", &xml]).status.success());
+    assert_eq!(
+        env.sql(
+            "SELECT count(*) FROM records WHERE source_ip = '2001:db8::25'
+             AND length(source_ip_bin) = 16 AND dkim = 'fail' AND spf = 'pass'"
+        ),
+        1
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM records WHERE source_ip = '192.0.2.10' AND hex(source_ip_bin) = '00000000000000000000FFFFC000020A'"),
+        1
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM dkim_results WHERE human_result = 'body hash did not verify' AND selector = 's2023'"),
+        1
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM spf_results WHERE result = 'softfail' AND domain = 'bulk.example.org' AND scope = 'mfrom'"),
+        1
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM report_records WHERE dmarc_pass = 0"),
+        1
+    );
+}
+
+#[test]
+fn summary_shows_failing_senders_and_receiver_actions() {
+    let env = Env::new();
+    assert!(env.run(&["ingest", WRAPPED]).status.success());
+    let s = env.json(&["summary", "--format", "json"]);
+    assert_eq!(s["until"], 1700092799, "default period ends at the newest report");
+    assert_eq!(s["since"], 1700092799 - 30 * 86400);
+    let d = &s["domains"][0];
+    assert_eq!(d["domain"], "example.com");
+    assert_eq!(d["messages"], 17);
+    assert_eq!(d["dmarc_pass"], 14);
+    assert_eq!(d["spf_aligned"], 14);
+    assert_eq!(d["dkim_aligned"], 12);
+    let r = &d["reporters"][0];
+    assert_eq!(r["reporter"], "mail receiver example");
+    assert_eq!((r["messages"].as_i64(), r["quarantined"].as_i64()), (Some(17), Some(3)));
+    let f = d["failing_senders"].as_array().unwrap();
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[0]["source_ip"], "203.0.113.77");
+    assert_eq!(f[0]["dmarc_fail"], 3);
+    assert_eq!(f[0]["dispositions"][0], "quarantine=3");
+    assert_eq!(f[0]["envelope_from"][0], "bulk.example.org");
+    assert_eq!(f[0]["spf_results"][0], "bulk.example.org=softfail");
+    assert_eq!(f[1]["source_ip"], "2001:db8::25");
+    assert_eq!((f[1]["dmarc_fail"].as_i64(), f[1]["dkim_fail"].as_i64()), (Some(0), Some(2)));
+    assert_eq!(s["inputs_by_kind"]["aggregate"], 4);
+
+    let text = env.run(&["summary"]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(out.contains("2023-10-16 23:59:59 to 2023-11-15 23:59:59 UTC"), "{out}");
+    assert!(out.contains("203.0.113.77"), "{out}");
+    assert!(out.contains("example.com — 17 messages"), "{out}");
+
+    // Filters: subdomain matching, and a period with no reports.
+    let none = env.json(&["summary", "--format", "json", "--domain", "example.org"]);
+    assert_eq!(none["domains"].as_array().unwrap().len(), 0);
+    let old = env.json(&["summary", "--format", "json", "--since", "2020-01-01", "--until", "2020-01-31"]);
+    assert_eq!(old["domains"].as_array().unwrap().len(), 0);
+    let exact = env.json(&["summary", "--format", "json", "--since", "2023-11-15", "--until", "2023-11-15"]);
+    assert_eq!(exact["domains"][0]["messages"], 17);
+    let bad = env.run(&["summary", "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn shipped_queries_run_in_every_format() {
+    let env = Env::new();
+    assert!(env.run(&["-q", "ingest", WRAPPED]).status.success());
+    let rows = env.json(&["query", "failing-senders", "--format", "json"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["source_ip"], "203.0.113.77");
+    assert_eq!(rows[0]["failing_messages"], 3);
+    let csv = env.run(&["query", "receiver-actions", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(csv.starts_with("reporter,policy_domain,messages,quarantined,rejected"), "{csv}");
+    assert!(csv.contains("mail receiver example,example.com,17,3,0"), "{csv}");
+    for q in ["daily-volume", "invalid-inputs"] {
+        let o = env.run(&["query", q]);
+        assert!(o.status.success(), "{q}: {}", stderr(&o));
+    }
+    // A user's file; writes are refused.
+    let file = env.dir.path().join("mine.sql");
+    std::fs::write(&file, "SELECT count(*) AS n FROM records").unwrap();
+    let mine = env.json(&["query", file.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(mine[0]["n"], 3);
+    std::fs::write(&file, "DELETE FROM records").unwrap();
+    let del = env.run(&["query", file.to_str().unwrap()]);
+    assert_eq!(del.status.code(), Some(1));
+    assert_eq!(env.sql("SELECT count(*) FROM records"), 3);
+    assert_eq!(env.run(&["query", "no-such-query"]).status.code(), Some(2));
+}
+
+#[test]
+fn schema_and_queries_work_in_the_sqlite3_shell() {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "sqlite3 missing in CI");
+        eprintln!("SKIPPED: no sqlite3 shell on this machine (apt-get install sqlite3)");
+        return;
+    }
+    let env = Env::new();
+    assert!(env.run(&["-q", "ingest", WRAPPED]).status.success());
+    for entry in std::fs::read_dir("sql/queries").unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new("sqlite3")
+            .arg("-bail")
+            .arg(env.db())
+            .stdin(std::fs::File::open(&path).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}: {}",
+            path.display(),
+            stderr(&out)
+        );
+    }
+    let out = Command::new("sqlite3")
+        .arg(env.db())
+        .arg("SELECT source_ip, count FROM report_records ORDER BY count DESC LIMIT 1")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "192.0.2.10|12");
+}
+
+#[test]
+fn stdin_and_mbox_inputs() {
+    let env = Env::new();
+    let eml = std::fs::read(format!("{WRAPPED}/{NAME}.eml")).unwrap();
+    let mut child = env
+        .cmd(&["ingest", "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&eml).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["reports"], 1);
+    assert_eq!(env.sql("SELECT count(*) FROM inputs WHERE origin = 'stdin'"), 1);
+
+    // An mbox of two mails: the report again (a duplicate) and a plain mail.
+    let mut mbox = b"From dmarc-reports@mail.example.net Thu Nov 16 01:02:03 2023\n".to_vec();
+    mbox.extend_from_slice(&eml);
+    mbox.extend_from_slice(b"\nFrom someone@example.org Thu Nov 16 01:02:04 2023\nFrom: someone@example.org\nSubject: hello\n\nJust a note.\n");
+    let path = env.dir.path().join("inbox.mbox");
+    std::fs::write(&path, mbox).unwrap();
+    let stats = env.json(&["ingest", "--json", path.to_str().unwrap()]);
+    assert_eq!(stats["inputs"], 2, "{stats}");
+    assert_eq!(stats["duplicate_reports"], 1, "{stats}");
+    assert_eq!(stats["other"], 1, "{stats}");
+    assert_eq!(env.sql("SELECT count(*) FROM inputs WHERE mbox_index = 2 AND kind = 'other'"), 1);
+}
+
+#[test]
+fn exit_codes() {
+    let env = Env::new();
+    // A path that cannot be read: exit 1, but the other inputs are processed first.
+    let missing = env.dir.path().join("missing.xml");
+    let out = env.run(&["ingest", missing.to_str().unwrap(), WRAPPED]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.xml"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("4 inputs seen, 1 reports stored"), "{}", stderr(&out));
+    // Usage errors: exit 2, nothing done.
+    assert_eq!(env.run(&["ingest"]).status.code(), Some(2));
+    assert_eq!(env.run(&["bogus-command"]).status.code(), Some(2));
+    assert_eq!(env.run(&["ingest", "--imap"]).status.code(), Some(2));
+    let cfg = env.dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[[imap]]\nname = 'x'\nunknown_key = 1\n").unwrap();
+    let out = env.run(&["--config", cfg.to_str().unwrap(), "ingest", "--imap"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
+    // -q prints nothing on success.
+    let quiet = env.run(&["-q", "ingest", WRAPPED]);
+    assert!(quiet.status.success() && quiet.stderr.is_empty(), "{}", stderr(&quiet));
+    assert!(Path::new(&env.db()).exists());
+}
