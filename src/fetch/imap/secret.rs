@@ -1,0 +1,175 @@
+//! The account password: where it comes from, and a wrapper that keeps it out
+//! of logs.
+
+use super::FetchError;
+use crate::config::ImapAccount;
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+/// A password. `Debug` prints `***`; there is no `Display`. Read it with
+/// [`Secret::expose`] only where it is sent to the server.
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a password.
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    /// The password itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Drop for Secret {
+    /// Best effort: overwrite the bytes we own. Copies made elsewhere (the
+    /// LOGIN command line inside async-imap, TLS buffers) are not reached.
+    fn drop(&mut self) {
+        zero(std::mem::take(&mut self.0).into_bytes());
+    }
+}
+
+/// The password of `account`, from whichever of `password`, `password_file`,
+/// `password_env` or `password_command` is set (the config check makes sure
+/// exactly one is; if several are, the first in that order wins).
+///
+/// `password_file`: its first line, without the line end. `password_command`:
+/// run with `sh -c`, stdin closed, stderr passed through; the first line of its
+/// standard output; a non-zero exit is an error. Errors name the account and
+/// the source, never the password or the command's output.
+pub fn resolve_password(account: &ImapAccount) -> Result<Secret, FetchError> {
+    let err = |message: String| FetchError::Password {
+        account: account.name.clone(),
+        message,
+    };
+    let secret = if let Some(p) = &account.password {
+        p.clone()
+    } else if let Some(path) = &account.password_file {
+        let text = std::fs::read(path)
+            .map_err(|e| err(format!("cannot read password_file {}: {e}", path.display())))?;
+        let text = String::from_utf8(text).map_err(|_| {
+            err(format!(
+                "password_file {} is not valid UTF-8",
+                path.display()
+            ))
+        })?;
+        let line = first_line(&text);
+        drop(Secret(text));
+        line
+    } else if let Some(var) = &account.password_env {
+        match std::env::var(var) {
+            Ok(v) => v,
+            Err(std::env::VarError::NotPresent) => {
+                return Err(err(format!("environment variable {var} is not set")))
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(err(format!(
+                    "environment variable {var} is not valid UTF-8"
+                )))
+            }
+        }
+    } else if let Some(cmd) = &account.password_command {
+        run_password_command(cmd).map_err(err)?
+    } else {
+        return Err(err("no password configured".into()));
+    };
+    if secret.is_empty() {
+        return Err(err(format!(
+            "the password from {} is empty",
+            source_name(account)
+        )));
+    }
+    Ok(Secret(secret))
+}
+
+fn source_name(account: &ImapAccount) -> &'static str {
+    if account.password.is_some() {
+        "password"
+    } else if account.password_file.is_some() {
+        "password_file"
+    } else if account.password_env.is_some() {
+        "password_env"
+    } else {
+        "password_command"
+    }
+}
+
+/// The first line of `text`, without `\n` or `\r\n`.
+fn first_line(text: &str) -> String {
+    let line = text.split('\n').next().unwrap_or("");
+    line.strip_suffix('\r').unwrap_or(line).to_string()
+}
+
+/// Run the command, return the first line of its stdout. The error message
+/// never contains the command's output (it may be, or contain, the secret).
+fn run_password_command(cmd: &str) -> Result<String, String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run password_command: {e}"))?;
+    let mut out = Vec::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_end(&mut out))
+        .transpose();
+    let status = child
+        .wait()
+        .map_err(|e| format!("cannot wait for password_command: {e}"))?;
+    if !status.success() {
+        zero(out);
+        return Err(match status.code() {
+            Some(c) => format!("password_command exited with status {c}"),
+            None => "password_command was killed by a signal".to_string(),
+        });
+    }
+    if let Err(e) = read {
+        zero(out);
+        return Err(format!("cannot read the output of password_command: {e}"));
+    }
+    match String::from_utf8(out) {
+        Ok(s) => {
+            let line = first_line(&s);
+            drop(Secret(s));
+            Ok(line)
+        }
+        Err(e) => {
+            zero(e.into_bytes());
+            Err("the output of password_command is not valid UTF-8".to_string())
+        }
+    }
+}
+
+fn zero(mut bytes: Vec<u8>) {
+    bytes.iter_mut().for_each(|b| *b = 0);
+    std::hint::black_box(&bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_strips_line_ends() {
+        assert_eq!(first_line("pw\n"), "pw");
+        assert_eq!(first_line("pw\r\nmore\n"), "pw");
+        assert_eq!(first_line(" p w "), " p w ");
+        assert_eq!(first_line(""), "");
+    }
+
+    #[test]
+    fn debug_hides() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "***");
+    }
+}

@@ -1,0 +1,5 @@
+//! Shared test support. Use from a test file with `mod support;`.
+//! Not every test file uses every helper.
+#![allow(dead_code)]
+
+pub mod dovecot;
