@@ -145,7 +145,10 @@ fn summary_shows_failing_senders_and_receiver_actions() {
     let env = Env::new();
     assert!(env.run(&["ingest", WRAPPED]).status.success());
     let s = env.json(&["summary", "--format", "json"]);
-    assert_eq!(s["until"], 1700092799, "default period ends at the newest report");
+    assert_eq!(
+        s["until"], 1700092799,
+        "default period ends at the newest report"
+    );
     assert_eq!(s["since"], 1700092799 - 30 * 86400);
     let d = &s["domains"][0];
     assert_eq!(d["domain"], "example.com");
@@ -155,7 +158,10 @@ fn summary_shows_failing_senders_and_receiver_actions() {
     assert_eq!(d["dkim_aligned"], 12);
     let r = &d["reporters"][0];
     assert_eq!(r["reporter"], "mail receiver example");
-    assert_eq!((r["messages"].as_i64(), r["quarantined"].as_i64()), (Some(17), Some(3)));
+    assert_eq!(
+        (r["messages"].as_i64(), r["quarantined"].as_i64()),
+        (Some(17), Some(3))
+    );
     let f = d["failing_senders"].as_array().unwrap();
     assert_eq!(f.len(), 2);
     assert_eq!(f[0]["source_ip"], "203.0.113.77");
@@ -164,21 +170,43 @@ fn summary_shows_failing_senders_and_receiver_actions() {
     assert_eq!(f[0]["envelope_from"][0], "bulk.example.org");
     assert_eq!(f[0]["spf_results"][0], "bulk.example.org=softfail");
     assert_eq!(f[1]["source_ip"], "2001:db8::25");
-    assert_eq!((f[1]["dmarc_fail"].as_i64(), f[1]["dkim_fail"].as_i64()), (Some(0), Some(2)));
+    assert_eq!(
+        (f[1]["dmarc_fail"].as_i64(), f[1]["dkim_fail"].as_i64()),
+        (Some(0), Some(2))
+    );
     assert_eq!(s["inputs_by_kind"]["aggregate"], 4);
 
     let text = env.run(&["summary"]);
     let out = String::from_utf8_lossy(&text.stdout);
-    assert!(out.contains("2023-10-16 23:59:59 to 2023-11-15 23:59:59 UTC"), "{out}");
+    assert!(
+        out.contains("2023-10-16 23:59:59 to 2023-11-15 23:59:59 UTC"),
+        "{out}"
+    );
     assert!(out.contains("203.0.113.77"), "{out}");
     assert!(out.contains("example.com — 17 messages"), "{out}");
 
     // Filters: subdomain matching, and a period with no reports.
     let none = env.json(&["summary", "--format", "json", "--domain", "example.org"]);
     assert_eq!(none["domains"].as_array().unwrap().len(), 0);
-    let old = env.json(&["summary", "--format", "json", "--since", "2020-01-01", "--until", "2020-01-31"]);
+    let old = env.json(&[
+        "summary",
+        "--format",
+        "json",
+        "--since",
+        "2020-01-01",
+        "--until",
+        "2020-01-31",
+    ]);
     assert_eq!(old["domains"].as_array().unwrap().len(), 0);
-    let exact = env.json(&["summary", "--format", "json", "--since", "2023-11-15", "--until", "2023-11-15"]);
+    let exact = env.json(&[
+        "summary",
+        "--format",
+        "json",
+        "--since",
+        "2023-11-15",
+        "--until",
+        "2023-11-15",
+    ]);
     assert_eq!(exact["domains"][0]["messages"], 17);
     let bad = env.run(&["summary", "--since", "yesterday"]);
     assert_eq!(bad.status.code(), Some(2));
@@ -195,8 +223,14 @@ fn shipped_queries_run_in_every_format() {
     assert_eq!(rows[0]["failing_messages"], 3);
     let csv = env.run(&["query", "receiver-actions", "--format", "csv"]);
     let csv = String::from_utf8_lossy(&csv.stdout);
-    assert!(csv.starts_with("reporter,policy_domain,messages,quarantined,rejected"), "{csv}");
-    assert!(csv.contains("mail receiver example,example.com,17,3,0"), "{csv}");
+    assert!(
+        csv.starts_with("reporter,policy_domain,messages,quarantined,rejected"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("mail receiver example,example.com,17,3,0"),
+        "{csv}"
+    );
     for q in ["daily-volume", "invalid-inputs"] {
         let o = env.run(&["query", q]);
         assert!(o.status.success(), "{q}: {}", stderr(&o));
@@ -262,7 +296,10 @@ fn stdin_and_mbox_inputs() {
     assert!(out.status.success(), "{}", stderr(&out));
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["reports"], 1);
-    assert_eq!(env.sql("SELECT count(*) FROM inputs WHERE origin = 'stdin'"), 1);
+    assert_eq!(
+        env.sql("SELECT count(*) FROM inputs WHERE origin = 'stdin'"),
+        1
+    );
 
     // An mbox of two mails: the report again (a duplicate) and a plain mail.
     let mut mbox = b"From dmarc-reports@mail.example.net Thu Nov 16 01:02:03 2023\n".to_vec();
@@ -274,7 +311,10 @@ fn stdin_and_mbox_inputs() {
     assert_eq!(stats["inputs"], 2, "{stats}");
     assert_eq!(stats["duplicate_reports"], 1, "{stats}");
     assert_eq!(stats["other"], 1, "{stats}");
-    assert_eq!(env.sql("SELECT count(*) FROM inputs WHERE mbox_index = 2 AND kind = 'other'"), 1);
+    assert_eq!(
+        env.sql("SELECT count(*) FROM inputs WHERE mbox_index = 2 AND kind = 'other'"),
+        1
+    );
 }
 
 #[test]
@@ -285,7 +325,11 @@ fn exit_codes() {
     let out = env.run(&["ingest", missing.to_str().unwrap(), WRAPPED]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("missing.xml"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("4 inputs seen, 1 reports stored"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("4 inputs seen, 1 reports stored"),
+        "{}",
+        stderr(&out)
+    );
     // Usage errors: exit 2, nothing done.
     assert_eq!(env.run(&["ingest"]).status.code(), Some(2));
     assert_eq!(env.run(&["bogus-command"]).status.code(), Some(2));
@@ -297,6 +341,10 @@ fn exit_codes() {
     assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
     // -q prints nothing on success.
     let quiet = env.run(&["-q", "ingest", WRAPPED]);
-    assert!(quiet.status.success() && quiet.stderr.is_empty(), "{}", stderr(&quiet));
+    assert!(
+        quiet.status.success() && quiet.stderr.is_empty(),
+        "{}",
+        stderr(&quiet)
+    );
     assert!(Path::new(&env.db()).exists());
 }

@@ -1,0 +1,193 @@
+//! End to end against a real Dovecot: APPEND fixture mails, run the built
+//! binary with `ingest --imap`, then check the database and the folders.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use support::dovecot::Dovecot;
+
+const REPORT_EML: &str =
+    "fixtures/wrappings/mail.example.net!example.com!1700006400!1700092799.eml";
+
+fn report_eml() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(REPORT_EML)).unwrap()
+}
+
+/// A second, different report as a bare text/xml attachment.
+fn second_report(id: &str) -> Vec<u8> {
+    let xml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(REPORT_EML.replace(".eml", ".xml")),
+    )
+    .unwrap()
+    .replace("wrapping-test-0001", id);
+    format!(
+        "From: reports@receiver.example.org\r\nTo: dmarc@example.com\r\n\
+         Subject: Report Domain: example.com Submitter: receiver.example.org Report-ID: {id}\r\n\
+         Message-ID: <{id}@receiver.example.org>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/xml; charset=utf-8\r\n\r\n{}",
+        xml.replace('\n', "\r\n")
+    )
+    .into_bytes()
+}
+
+fn plain_mail() -> Vec<u8> {
+    b"From: someone@example.org\r\nTo: dmarc@example.com\r\nSubject: lunch?\r\n\
+      Message-ID: <lunch@example.org>\r\n\r\nAre you free at noon?\r\n"
+        .to_vec()
+}
+
+fn broken_report() -> Vec<u8> {
+    b"From: reports@broken.example.net\r\nTo: dmarc@example.com\r\n\
+      Subject: Report Domain: example.com Submitter: broken.example.net Report-ID: 77\r\n\
+      Message-ID: <77@broken.example.net>\r\nMIME-Version: 1.0\r\n\
+      Content-Type: application/gzip; name=\"broken.example.net!example.com!1!2.xml.gz\"\r\n\
+      Content-Transfer-Encoding: base64\r\n\r\nH4sIAAAAAAAAA/////////////////8=\r\n"
+        .to_vec()
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("imap.sqlite")
+    }
+
+    fn ingest(&self, config: &str) -> (Output, serde_json::Value) {
+        let cfg = self.dir.path().join("config.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_dmarcdb"))
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "ingest",
+                "--imap",
+                "--json",
+            ])
+            .env("DMARCDB_DB", self.db())
+            .env("HOME", self.dir.path())
+            .output()
+            .unwrap();
+        let stats = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON ({e}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out, stats)
+    }
+
+    fn sql(&self, sql: &str) -> i64 {
+        rusqlite::Connection::open(self.db())
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+fn check_server(dv: &Dovecot, tls: &str) {
+    let run = Run::new();
+    dv.append_all(
+        "INBOX",
+        &[
+            report_eml(),
+            second_report("second-0002"),
+            plain_mail(),
+            broken_report(),
+        ],
+    );
+    let config = dv.account_toml("reports", tls);
+    let (out, stats) = run.ingest(&config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{tls}: {err}");
+    assert_eq!(stats["inputs"], 4, "{tls}: {stats} {err}");
+    assert_eq!(stats["reports"], 2, "{tls}: {stats}");
+    assert_eq!(stats["other"], 1, "{tls}: {stats}");
+    assert_eq!(stats["invalid"], 1, "{tls}: {stats}");
+    assert!(
+        err.contains("invalid input imap reports/INBOX UID"),
+        "{err}"
+    );
+    assert_eq!(dv.count("INBOX"), 0, "{tls}: inbox not empty");
+    assert_eq!(dv.count("Archive"), 3, "{tls}");
+    assert_eq!(dv.count("Invalid"), 1, "{tls}");
+    assert_eq!(run.sql("SELECT count(*) FROM reports"), 2);
+    assert_eq!(run.sql("SELECT count(*) FROM records"), 6);
+    assert_eq!(
+        run.sql(
+            "SELECT count(*) FROM inputs WHERE origin = 'imap' AND account = 'reports'
+             AND mailbox = 'INBOX' AND uidvalidity > 0 AND uid > 0"
+        ),
+        4
+    );
+    assert_eq!(run.sql("SELECT count(*) FROM imap_messages"), 4);
+    assert_eq!(
+        run.sql("SELECT count(*) FROM invalid_inputs WHERE subject LIKE 'Report Domain:%' AND reason <> ''"),
+        1
+    );
+    // The archived mail is the one stored, byte for byte.
+    let archived: Vec<Vec<u8>> = dv.messages("Archive").into_iter().map(|(_, b)| b).collect();
+    assert!(archived.iter().any(|b| b == &report_eml()));
+
+    // A second run finds nothing to do.
+    let (out, stats) = run.ingest(&config);
+    assert!(out.status.success());
+    assert_eq!(stats["inputs"], 0, "{tls}: {stats}");
+    assert_eq!(dv.count("Archive"), 3);
+
+    // The same report arriving again is a duplicate, archived, not stored twice.
+    dv.append("INBOX", &report_eml());
+    let (_, stats) = run.ingest(&config);
+    assert_eq!(stats["duplicate_inputs"], 1, "{tls}: {stats}");
+    assert_eq!(run.sql("SELECT count(*) FROM reports"), 2);
+    assert_eq!(dv.count("INBOX"), 0);
+    assert_eq!(dv.count("Archive"), 4);
+}
+
+#[test]
+fn starttls_and_implicit_tls_with_move() {
+    let Some(dv) = Dovecot::start() else { return };
+    check_server(&dv, "starttls");
+    for f in ["Archive", "Invalid"] {
+        for uid in dv.uids(f) {
+            dv.expunge(f, uid);
+        }
+    }
+    check_server(&dv, "implicit");
+}
+
+#[test]
+fn server_without_move_uses_copy_and_expunge() {
+    let Some(dv) = Dovecot::builder().without_move().start() else {
+        return;
+    };
+    check_server(&dv, "starttls");
+}
+
+#[test]
+fn refused_login_exits_1_and_moves_nothing() {
+    let Some(dv) = Dovecot::start() else { return };
+    dv.append("INBOX", &report_eml());
+    let run = Run::new();
+    let config = dv
+        .account_toml("reports", "implicit")
+        .replace("password = \"secret\"", "password = \"wrong-password-xyz\"");
+    let (out, stats) = run.ingest(&config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("reports"), "{err}");
+    assert!(
+        !err.contains("wrong-password-xyz"),
+        "password leaked: {err}"
+    );
+    assert_eq!(stats["inputs"], 0);
+    assert_eq!(dv.count("INBOX"), 1);
+}
