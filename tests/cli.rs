@@ -301,7 +301,8 @@ fn stdin_and_mbox_inputs() {
         1
     );
 
-    // An mbox of two mails: the report again (a duplicate) and a plain mail.
+    // An mbox of two mails: the same report mail again (split back to the very
+    // same bytes, so a duplicate input) and a plain mail.
     let mut mbox = b"From dmarc-reports@mail.example.net Thu Nov 16 01:02:03 2023\n".to_vec();
     mbox.extend_from_slice(&eml);
     mbox.extend_from_slice(b"\nFrom someone@example.org Thu Nov 16 01:02:04 2023\nFrom: someone@example.org\nSubject: hello\n\nJust a note.\n");
@@ -309,7 +310,7 @@ fn stdin_and_mbox_inputs() {
     std::fs::write(&path, mbox).unwrap();
     let stats = env.json(&["ingest", "--json", path.to_str().unwrap()]);
     assert_eq!(stats["inputs"], 2, "{stats}");
-    assert_eq!(stats["duplicate_reports"], 1, "{stats}");
+    assert_eq!(stats["duplicate_inputs"], 1, "{stats}");
     assert_eq!(stats["other"], 1, "{stats}");
     assert_eq!(
         env.sql("SELECT count(*) FROM inputs WHERE mbox_index = 2 AND kind = 'other'"),

@@ -486,7 +486,7 @@ fn malformed_archives() {
         ("nested5.xml.gz", &[], &["archives nested deeper than 4"]),
     ];
     for (file, ok_names, err_prefixes) in cases {
-        let bytes = fixture(&format!("malformed-archives/{file}"));
+        let bytes = fixture(&format!("malformed/archives/{file}"));
         let x = extract(&bytes, Some(file));
         assert_eq!(x.kind, Kind::Aggregate, "{file}");
         let docs = all_docs(&x, &limits);
@@ -503,7 +503,7 @@ fn malformed_archives() {
         }
     }
     // The good member of good-and-bad.zip is the whole report.
-    let bytes = fixture("malformed-archives/good-and-bad.zip");
+    let bytes = fixture("malformed/archives/good-and-bad.zip");
     let docs = docs_of(&payload("g.zip", bytes), &limits, &Budget::new(&limits));
     assert!(is_report(&oks(&docs)[0].1, "fixture-0001"));
 }
@@ -512,7 +512,7 @@ fn malformed_archives() {
 fn errors_name_the_zip_member_and_keep_their_kind() {
     let limits = Limits::default();
     let mut seen = vec![];
-    let bytes = fixture("malformed-archives/good-and-bad.zip");
+    let bytes = fixture("malformed/archives/good-and-bad.zip");
     let _: Result<(), ()> = documents(
         &payload("g.zip", bytes),
         &limits,
@@ -539,7 +539,7 @@ fn cap_decompressed_size() {
         ..Limits::default()
     };
     // 4 MiB of zeros after a <feedback> start: delivered, then the reader fails.
-    let bytes = fixture("malformed-archives/zeros.xml.gz");
+    let bytes = fixture("malformed/archives/zeros.xml.gz");
     let budget = Budget::new(&limits);
     let mut read_err = None;
     let mut read = 0usize;
@@ -588,7 +588,7 @@ fn cap_decompressed_size() {
     // Plain zeros are simply not XML: nothing near the cap is decompressed.
     let budget = Budget::new(&limits);
     let docs = docs_of(
-        &payload("zeros.gz", fixture("malformed-archives/zeros.gz")),
+        &payload("zeros.gz", fixture("malformed/archives/zeros.gz")),
         &limits,
         &budget,
     );
@@ -616,7 +616,7 @@ fn cap_zip_entries() {
         max_zip_entries: 10,
         ..Limits::default()
     };
-    let bytes = fixture("malformed-archives/entries20.zip");
+    let bytes = fixture("malformed/archives/entries20.zip");
     let budget = Budget::new(&limits);
     let docs = docs_of(&payload("entries20.zip", bytes.clone()), &limits, &budget);
     assert_eq!(docs, vec![Err("zip entry limit 10 exceeded".to_string())]);
@@ -638,7 +638,7 @@ fn cap_nesting() {
         ..Limits::default()
     };
     let docs = docs_of(
-        &payload("n5.gz", fixture("malformed-archives/nested5.xml.gz")),
+        &payload("n5.gz", fixture("malformed/archives/nested5.xml.gz")),
         &limits,
         &Budget::new(&limits),
     );
@@ -848,7 +848,7 @@ fn run(bytes: &[u8], name: Option<&str>, limits: &Limits) {
 
 fn all_fixtures() -> Vec<(String, Vec<u8>)> {
     let mut out = vec![];
-    for dir in ["mail", "archives", "malformed-archives"] {
+    for dir in ["mail", "archives", "malformed/archives"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(fixture_path(dir))
             .unwrap()
             .map(|e| e.unwrap().path())

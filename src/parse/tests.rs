@@ -562,7 +562,7 @@ fn stray_xs_schema_wrapper() {
 }
 
 fn malformed(name: &str) -> ParseError {
-    let bytes = std::fs::read(fixture_path(&format!("malformed/{name}"))).unwrap();
+    let bytes = std::fs::read(fixture_path(&format!("../malformed/reports/{name}"))).unwrap();
     let e = parse_slice(&bytes).expect_err(name);
     let msg = e.to_string();
     assert!(!msg.contains('\n'), "{name}: one line: {msg}");
@@ -938,7 +938,7 @@ fn truncated_and_mutated_fixtures_never_panic() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reports");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
-        .chain(std::fs::read_dir(dir.join("malformed")).unwrap())
+        .chain(std::fs::read_dir(dir.join("../malformed/reports")).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != ".gitattributes"))
         .collect();

@@ -36,6 +36,10 @@ fn files_and_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     v.sort();
     v
@@ -64,6 +68,12 @@ pub fn describe(root: &Path, path: &Path) -> String {
     let mut out = format!("{rel}\t{}", outcome.kind.as_str());
     if let Some(r) = &outcome.reason {
         out.push_str(&format!("\treason: {r}"));
+    }
+    let warnings: Option<String> = conn
+        .query_row("SELECT warnings FROM inputs", [], |r| r.get(0))
+        .unwrap();
+    if let Some(w) = warnings {
+        out.push_str(&format!("\tinput warnings: {w}"));
     }
     out.push('\n');
     let mut stmt = conn
