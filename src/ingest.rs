@@ -285,18 +285,27 @@ impl<'s> Ingester<'s> {
             let budget = Budget::new(&self.limits);
             let mut found = 0u64;
             let mut problems: Vec<String> = Vec::new();
+            // A problem names the part it is in, unless the part is the whole file.
+            let own_name = input.name.as_deref().unwrap_or("");
+            let named = |part: &str, problem: String| {
+                if part == own_name {
+                    problem
+                } else {
+                    format!("{part}: {problem}")
+                }
+            };
             for payload in &extracted.payloads {
                 let limits = self.limits.clone();
                 extract::documents(payload, &limits, &budget, &mut |doc| match doc {
                     Err(e) => {
-                        problems.push(format!("{}: {e}", payload.name));
+                        problems.push(named(&payload.name, e.to_string()));
                         Ok::<(), StoreError>(())
                     }
                     Ok(doc) => {
                         let name = doc.name.clone();
                         match self.ingest_document(id, doc)? {
                             Ok(()) => found += 1,
-                            Err(problem) => problems.push(format!("{name}: {problem}")),
+                            Err(problem) => problems.push(named(&name, problem)),
                         }
                         Ok(())
                     }
