@@ -109,6 +109,8 @@ pub struct Ingester<'s> {
     limits: Limits,
     in_batch: bool,
     notify: Option<Notify<'s>>,
+    /// Warnings about the input being ingested, found while reading its documents.
+    input_warnings: Vec<String>,
     /// Counts since the ingester was made.
     pub stats: Stats,
 }
@@ -124,6 +126,7 @@ impl<'s> Ingester<'s> {
             limits,
             in_batch: false,
             notify: None,
+            input_warnings: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -311,6 +314,7 @@ impl<'s> Ingester<'s> {
                     }
                 })?;
             }
+            warnings.append(&mut self.input_warnings);
             if found > 0 {
                 kind = Kind::Aggregate;
                 reason = None;
@@ -364,7 +368,7 @@ impl<'s> Ingester<'s> {
                     header.reporter()
                 );
                 self.store.add_report_warning(known.id, &w)?;
-                self.store.add_input_warning(input, &w)?;
+                self.input_warnings.push(w);
             }
             return Ok(Ok(()));
         }

@@ -239,14 +239,24 @@ impl Store {
         Ok(())
     }
 
-    /// Append a warning to an input.
-    pub fn add_input_warning(&mut self, id: i64, warning: &str) -> Result<()> {
-        add_warning(&self.conn, "inputs", id, warning)
-    }
-
     /// Append a warning to a report.
     pub fn add_report_warning(&mut self, id: i64, warning: &str) -> Result<()> {
-        add_warning(&self.conn, "reports", id, warning)
+        let current: Option<String> =
+            self.conn
+                .query_row("SELECT warnings FROM reports WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+        let mut list: Vec<String> = current
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default();
+        if !list.iter().any(|w| w == warning) {
+            list.push(warning.to_string());
+        }
+        self.conn.execute(
+            "UPDATE reports SET warnings = ?2 WHERE id = ?1",
+            params![id, json_list(&list)],
+        )?;
+        Ok(())
     }
 
     /// Remember that an IMAP message is (a copy of) this input.
@@ -468,25 +478,6 @@ fn json_list(items: &[String]) -> Option<String> {
     } else {
         serde_json::to_string(items).ok()
     }
-}
-
-fn add_warning(conn: &Connection, table: &str, id: i64, warning: &str) -> Result<()> {
-    let current: Option<String> = conn.query_row(
-        &format!("SELECT warnings FROM {table} WHERE id = ?1"),
-        [id],
-        |r| r.get(0),
-    )?;
-    let mut list: Vec<String> = current
-        .and_then(|c| serde_json::from_str(&c).ok())
-        .unwrap_or_default();
-    if !list.iter().any(|w| w == warning) {
-        list.push(warning.to_string());
-    }
-    conn.execute(
-        &format!("UPDATE {table} SET warnings = ?2 WHERE id = ?1"),
-        params![id, json_list(&list)],
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

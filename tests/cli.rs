@@ -349,3 +349,68 @@ fn exit_codes() {
     );
     assert!(Path::new(&env.db()).exists());
 }
+
+#[test]
+fn same_key_with_other_records_keeps_the_first_and_warns() {
+    let env = Env::new();
+    let xml = std::fs::read_to_string(format!("{WRAPPED}/{NAME}.xml")).unwrap();
+    let dir = env.dir.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    // 1: the original. 2: same key, a record's count changed. 3: same report id
+    // from another reporter. 4: same reporter and id, another date range.
+    std::fs::write(dir.join("1.xml"), &xml).unwrap();
+    std::fs::write(
+        dir.join("2.xml"),
+        xml.replace("<count>12</count>", "<count>99</count>"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("3.xml"),
+        xml.replace("Mail Receiver Example", "Other Receiver Example"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("4.xml"),
+        xml.replace("1700006400", "1700092800")
+            .replace("1700092799", "1700179199"),
+    )
+    .unwrap();
+    let stats = env.json(&["ingest", "--json", dir.to_str().unwrap()]);
+    assert_eq!(stats["reports"], 3, "{stats}");
+    assert_eq!(stats["duplicate_reports"], 1, "{stats}");
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports WHERE report_id = 'wrapping-test-0001'"),
+        3
+    );
+    // The first copy's records were kept...
+    assert_eq!(
+        env.sql("SELECT message_count FROM reports WHERE reporter = 'mail receiver example' AND begin_date = 1700006400"),
+        17
+    );
+    // ...and both the kept report and the second input say so, naming both inputs.
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    let w: String = conn
+        .query_row(
+            "SELECT warnings FROM reports WHERE reporter = 'mail receiver example' AND begin_date = 1700006400",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        w.contains("different records") && w.contains("1.xml") && w.contains("2.xml"),
+        "{w}"
+    );
+    let w2: String = conn
+        .query_row(
+            "SELECT warnings FROM inputs WHERE path LIKE '%2.xml'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(w, w2);
+    assert_eq!(
+        env.sql("SELECT count(*) FROM inputs"),
+        4,
+        "every input is kept"
+    );
+}
