@@ -346,7 +346,7 @@ impl<'s> Ingester<'s> {
         input: i64,
         doc: Document<'_>,
     ) -> Result<Result<(), String>, StoreError> {
-        let mut reader = ReportReader::new(doc.reader);
+        let mut reader = ReportReader::new(&mut *doc.reader);
         let header = match reader.header() {
             Ok(h) => h.clone(),
             Err(e) => return Ok(Err(e.to_string())),
@@ -392,8 +392,15 @@ impl<'s> Ingester<'s> {
             }
         }
         let digest = hex(&hasher.finalize());
+        let mut warnings = reader.warnings().to_vec();
+        drop(reader);
+        // Read to the end so that damage after </feedback> (a gzip CRC
+        // mismatch, a truncated member) is not silently ignored.
+        if let Err(e) = std::io::copy(doc.reader, &mut std::io::sink()) {
+            warnings.push(format!("after the report: {e}"));
+        }
         self.store
-            .finish_report(report, records, messages, &digest, reader.warnings())?;
+            .finish_report(report, records, messages, &digest, &warnings)?;
         self.store.release(REPORT_SP)?;
         self.stats.reports += 1;
         self.stats.records += records as u64;
