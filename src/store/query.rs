@@ -60,20 +60,6 @@ pub struct FailingSender {
     pub spf_results: Vec<String>,
 }
 
-fn list(v: Option<String>) -> Vec<String> {
-    v.map(|s| {
-        let mut items: Vec<String> = s
-            .split('\u{1f}')
-            .filter(|x| !x.is_empty())
-            .map(str::to_string)
-            .collect();
-        items.sort();
-        items.dedup();
-        items
-    })
-    .unwrap_or_default()
-}
-
 impl Store {
     /// The end of the newest report, if any report is stored.
     pub fn newest_report_end(&self, domain: Option<&str>) -> Result<Option<i64>> {
@@ -90,7 +76,7 @@ impl Store {
         let sql = format!(
             "{PERIOD}
             SELECT r.policy_domain,
-                   (SELECT count(*) FROM r r2 WHERE r2.policy_domain = r.policy_domain),
+                   count(DISTINCT r.id),
                    coalesce(sum(rec.count), 0),
                    coalesce(sum(CASE WHEN rec.dkim = 'pass' OR rec.spf = 'pass' THEN rec.count END), 0),
                    coalesce(sum(CASE WHEN rec.spf = 'pass' THEN rec.count END), 0),
@@ -142,60 +128,92 @@ impl Store {
 
     /// Sources with failures for one domain, most DMARC failures first.
     pub fn failing_senders(&self, f: &Filter, domain: &str) -> Result<Vec<FailingSender>> {
-        // \x1f separates list items so that commas inside values survive.
-        let sql = format!(
+        // Two passes over the failing records: totals per source, then the
+        // distinct values per source and column, merged here. (Correlated
+        // subqueries per source made this quadratic.)
+        let failing = format!(
             "{PERIOD},
-            fr AS (
+            fr AS MATERIALIZED (
                 SELECT rec.*, r.reporter FROM records rec JOIN r ON r.id = rec.report
                 WHERE r.policy_domain = ?4
-                  AND (coalesce(rec.dkim, '') <> 'pass' OR coalesce(rec.spf, '') <> 'pass'))
-            SELECT fr.source_ip,
-                   sum(fr.count),
-                   sum(CASE WHEN coalesce(fr.dkim, '') <> 'pass' AND coalesce(fr.spf, '') <> 'pass'
-                            THEN fr.count ELSE 0 END) AS dmarc_fail,
-                   sum(CASE WHEN coalesce(fr.dkim, '') <> 'pass' THEN fr.count ELSE 0 END),
-                   sum(CASE WHEN coalesce(fr.spf, '') <> 'pass' THEN fr.count ELSE 0 END),
-                   (SELECT group_concat(x, char(31)) FROM (
-                        SELECT DISTINCT g.header_from AS x FROM fr g
-                        WHERE g.source_ip = fr.source_ip AND g.header_from IS NOT NULL)),
-                   (SELECT group_concat(x, char(31)) FROM (
-                        SELECT DISTINCT g.envelope_from AS x FROM fr g
-                        WHERE g.source_ip = fr.source_ip AND g.envelope_from IS NOT NULL)),
-                   (SELECT group_concat(x, char(31)) FROM (
-                        SELECT DISTINCT g.reporter AS x FROM fr g
-                        WHERE g.source_ip = fr.source_ip AND g.reporter IS NOT NULL)),
-                   (SELECT group_concat(x, char(31)) FROM (
-                        SELECT coalesce(d2.disposition, '?') || '=' || sum(d2.count) AS x
-                        FROM fr d2 WHERE d2.source_ip = fr.source_ip GROUP BY d2.disposition)),
-                   (SELECT group_concat(x, char(31)) FROM (
-                        SELECT DISTINCT coalesce(d.domain, '?') || '=' || coalesce(d.result, '?') AS x
-                        FROM dkim_results d JOIN fr f2 ON d.record = f2.id
-                        WHERE f2.source_ip = fr.source_ip)),
-                   (SELECT group_concat(x, char(31)) FROM (
-                        SELECT DISTINCT coalesce(s.domain, '?') || '=' || coalesce(s.result, '?') AS x
-                        FROM spf_results s JOIN fr f3 ON s.record = f3.id
-                        WHERE f3.source_ip = fr.source_ip))
-            FROM fr
-            GROUP BY fr.source_ip
+                  AND (coalesce(rec.dkim, '') <> 'pass' OR coalesce(rec.spf, '') <> 'pass'))"
+        );
+        let totals = format!(
+            "{failing}
+            SELECT source_ip,
+                   sum(count),
+                   sum(CASE WHEN coalesce(dkim, '') <> 'pass' AND coalesce(spf, '') <> 'pass'
+                            THEN count ELSE 0 END) AS dmarc_fail,
+                   sum(CASE WHEN coalesce(dkim, '') <> 'pass' THEN count ELSE 0 END),
+                   sum(CASE WHEN coalesce(spf, '') <> 'pass' THEN count ELSE 0 END)
+            FROM fr GROUP BY source_ip
             ORDER BY dmarc_fail DESC, 2 DESC, 1"
         );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![f.since, f.until, f.domain, domain], |r| {
-            Ok(FailingSender {
-                source_ip: r.get(0)?,
-                messages: r.get(1)?,
-                dmarc_fail: r.get(2)?,
-                dkim_fail: r.get(3)?,
-                spf_fail: r.get(4)?,
-                header_from: list(r.get(5)?),
-                envelope_from: list(r.get(6)?),
-                reporters: list(r.get(7)?),
-                dispositions: list(r.get(8)?),
-                dkim_results: list(r.get(9)?),
-                spf_results: list(r.get(10)?),
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        let lists = format!(
+            "{failing}
+            SELECT source_ip, 'h', header_from FROM fr WHERE header_from IS NOT NULL
+            UNION SELECT source_ip, 'e', envelope_from FROM fr WHERE envelope_from IS NOT NULL
+            UNION SELECT source_ip, 'r', reporter FROM fr
+            UNION SELECT source_ip, 'p', coalesce(disposition, '?') || '=' || sum(count)
+                  FROM fr GROUP BY source_ip, disposition
+            UNION SELECT fr.source_ip, 'd', coalesce(d.domain, '?') || '=' || coalesce(d.result, '?')
+                  FROM fr JOIN dkim_results d ON d.record = fr.id
+            UNION SELECT fr.source_ip, 's', coalesce(s.domain, '?') || '=' || coalesce(s.result, '?')
+                  FROM fr JOIN spf_results s ON s.record = fr.id"
+        );
+        let args = params![f.since, f.until, f.domain, domain];
+        let mut senders: Vec<FailingSender> = self
+            .conn
+            .prepare(&totals)?
+            .query_map(args, |r| {
+                Ok(FailingSender {
+                    source_ip: r.get(0)?,
+                    messages: r.get(1)?,
+                    dmarc_fail: r.get(2)?,
+                    dkim_fail: r.get(3)?,
+                    spf_fail: r.get(4)?,
+                    ..FailingSender::default()
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        let index: std::collections::HashMap<String, usize> = senders
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.source_ip.clone(), i))
+            .collect();
+        let mut stmt = self.conn.prepare(&lists)?;
+        let mut rows = stmt.query(args)?;
+        while let Some(row) = rows.next()? {
+            let ip: String = row.get(0)?;
+            let column: String = row.get(1)?;
+            let value: String = row.get(2)?;
+            let Some(s) = index.get(&ip).and_then(|&i| senders.get_mut(i)) else {
+                continue;
+            };
+            match column.as_str() {
+                "h" => &mut s.header_from,
+                "e" => &mut s.envelope_from,
+                "r" => &mut s.reporters,
+                "p" => &mut s.dispositions,
+                "d" => &mut s.dkim_results,
+                _ => &mut s.spf_results,
+            }
+            .push(value);
+        }
+        for s in &mut senders {
+            for l in [
+                &mut s.header_from,
+                &mut s.envelope_from,
+                &mut s.reporters,
+                &mut s.dispositions,
+                &mut s.dkim_results,
+                &mut s.spf_results,
+            ] {
+                l.sort();
+                l.dedup();
+            }
+        }
+        Ok(senders)
     }
 
     /// How many inputs of each kind the store holds.
