@@ -90,6 +90,9 @@ pub struct Limits {
     pub max_nesting: usize,
     /// IMAP messages larger than this (RFC822.SIZE) are not fetched (default 64 MiB).
     pub max_message_bytes: u64,
+    /// Files, mbox messages and stdin larger than this are kept as invalid
+    /// with their header only (default 512 MiB; SQLite cannot hold 1 GB).
+    pub max_input_bytes: u64,
 }
 
 impl Default for Limits {
@@ -99,6 +102,7 @@ impl Default for Limits {
             max_zip_entries: 1000,
             max_nesting: 4,
             max_message_bytes: 64 << 20,
+            max_input_bytes: 512 << 20,
         }
     }
 }
@@ -166,10 +170,22 @@ impl Config {
 
     /// Parse TOML text.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+        toml::from_str(text).map_err(|e| {
+            // Name the line: the message alone ("invalid type: string") does not say where.
+            let line = e
+                .span()
+                .map(|s| text.get(..s.start).unwrap_or("").matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("line {l}: {}", e.message()),
+                None => e.message().to_string(),
+            }
+        })
     }
 
     fn check(&self) -> Result<(), String> {
+        if self.limits.max_input_bytes > 900_000_000 {
+            return Err("limits.max_input_bytes must be at most 900000000 (SQLite keeps each input in one blob)".into());
+        }
         let mut names = std::collections::HashSet::new();
         for a in &self.imap {
             if !names.insert(a.name.as_str()) {

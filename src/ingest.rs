@@ -77,11 +77,13 @@ impl Stats {
     /// The closing line.
     pub fn line(&self) -> String {
         format!(
-            "{} inputs seen, {} reports stored ({} records), {} duplicates skipped, {} other kinds kept, {} invalid inputs kept",
+            "{} inputs seen, {} reports stored ({} records), {} duplicates skipped ({} inputs seen before, {} reports stored before), {} other kinds kept, {} invalid inputs kept",
             self.inputs,
             self.reports,
             self.records,
             self.duplicates(),
+            self.duplicate_inputs,
+            self.duplicate_reports,
             self.other_kinds(),
             self.invalid
         )
@@ -98,6 +100,9 @@ pub struct Outcome {
     pub duplicate: bool,
     /// Why the input is invalid.
     pub reason: Option<String>,
+    /// What was odd about a new input (a bad part beside good ones, a report
+    /// key that arrived again with other records).
+    pub warnings: Vec<String>,
 }
 
 /// Called with every input's outcome (to print invalid inputs as they come).
@@ -117,6 +122,7 @@ pub struct Ingester<'s> {
 
 const INPUT_SP: &str = "input";
 const REPORT_SP: &str = "report";
+const DOCS_SP: &str = "documents";
 
 impl<'s> Ingester<'s> {
     /// An ingester writing to `store` under `limits`.
@@ -151,6 +157,9 @@ impl<'s> Ingester<'s> {
     }
 
     fn ingest_quietly(&mut self, input: &RawInput) -> Result<Outcome, StoreError> {
+        if let Some(reason) = &input.truncated {
+            return self.ingest_partial(&input.origin, &input.bytes, reason);
+        }
         if !self.in_batch {
             self.store.begin()?;
             self.in_batch = true;
@@ -165,6 +174,7 @@ impl<'s> Ingester<'s> {
                 kind,
                 duplicate: true,
                 reason: None,
+                warnings: Vec::new(),
             });
         }
         self.store.savepoint(INPUT_SP)?;
@@ -206,16 +216,31 @@ impl<'s> Ingester<'s> {
         header: &[u8],
         size: u64,
     ) -> Result<Outcome, StoreError> {
+        let reason = format!(
+            "message is {size} bytes, over max_message_bytes {}; only its header was kept",
+            self.limits.max_message_bytes
+        );
+        let outcome = self.ingest_partial(origin, header, &reason)?;
+        if let Some(f) = self.notify.as_mut() {
+            f(origin, &outcome);
+        }
+        Ok(outcome)
+    }
+
+    /// Record an input of which only `part` (its header) could be kept, as invalid.
+    fn ingest_partial(
+        &mut self,
+        origin: &Origin,
+        header: &[u8],
+        reason: &str,
+    ) -> Result<Outcome, StoreError> {
         if !self.in_batch {
             self.store.begin()?;
             self.in_batch = true;
         }
         self.stats.inputs += 1;
         let sha = hex(&Sha256::digest(header));
-        let reason = format!(
-            "message is {size} bytes, over max_message_bytes {}; only its header was kept",
-            self.limits.max_message_bytes
-        );
+        let reason = reason.to_string();
         let outcome = if let Some((id, kind)) = self.store.input_by_sha(&sha)? {
             self.stats.duplicate_inputs += 1;
             self.note_imap(origin, id)?;
@@ -224,6 +249,7 @@ impl<'s> Ingester<'s> {
                 kind,
                 duplicate: true,
                 reason: None,
+                warnings: Vec::new(),
             }
         } else {
             let mail = extract::extract(header, None).mail;
@@ -246,11 +272,9 @@ impl<'s> Ingester<'s> {
                 kind: Kind::Invalid,
                 duplicate: false,
                 reason: Some(reason),
+                warnings: Vec::new(),
             }
         };
-        if let Some(f) = self.notify.as_mut() {
-            f(origin, &outcome);
-        }
         Ok(outcome)
     }
 
@@ -284,8 +308,15 @@ impl<'s> Ingester<'s> {
         let mut warnings = extracted.warnings.clone();
         let mut kind = extracted.kind;
         let mut reason = extracted.reason.clone();
-        if !extracted.payloads.is_empty() {
+        if input.bytes.is_empty() {
+            // Whatever its name says, so that the same (empty) bytes always get the same kind.
+            kind = Kind::Invalid;
+            reason = Some("input is empty".into());
+            warnings.clear();
+        } else if !extracted.payloads.is_empty() {
             let budget = Budget::new(&self.limits);
+            let before = (self.stats.reports, self.stats.records);
+            self.store.savepoint(DOCS_SP)?;
             let mut found = 0u64;
             let mut problems: Vec<String> = Vec::new();
             // A problem names the part it is in, unless the part is the whole file.
@@ -315,6 +346,22 @@ impl<'s> Ingester<'s> {
                 })?;
             }
             warnings.append(&mut self.input_warnings);
+            if budget.exceeded() {
+                // The cap is per input: over it, the input is invalid as a
+                // whole (a later reparse with a higher cap can read it).
+                self.store.rollback_to(DOCS_SP)?;
+                (self.stats.reports, self.stats.records) = before;
+                found = 0;
+                problems.retain(|p| p.contains("limit"));
+                if problems.is_empty() {
+                    problems.push(format!(
+                        "decompressed size limit {} bytes exceeded",
+                        self.limits.max_decompressed_bytes
+                    ));
+                }
+            } else {
+                self.store.release(DOCS_SP)?;
+            }
             if found > 0 {
                 kind = Kind::Aggregate;
                 reason = None;
@@ -336,6 +383,7 @@ impl<'s> Ingester<'s> {
             kind,
             duplicate: false,
             reason,
+            warnings,
         })
     }
 
@@ -479,16 +527,13 @@ impl MailSink for Ingester<'_> {
     ) -> Result<Vec<(u32, Destination)>, SinkError> {
         let mut out = Vec::with_capacity(mails.len());
         for mail in mails {
-            let input = RawInput {
-                origin: Origin::Imap {
-                    account: mb.account.clone(),
-                    mailbox: mb.mailbox.clone(),
-                    uidvalidity: mb.uidvalidity,
-                    uid: mail.uid,
-                },
-                name: None,
-                bytes: mail.bytes,
+            let origin = Origin::Imap {
+                account: mb.account.clone(),
+                mailbox: mb.mailbox.clone(),
+                uidvalidity: mb.uidvalidity,
+                uid: mail.uid,
             };
+            let input = RawInput::new(origin, None, mail.bytes);
             match self.ingest(&input) {
                 Ok(o) => out.push((mail.uid, destination(o.kind))),
                 Err(e) => {

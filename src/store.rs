@@ -28,6 +28,11 @@ pub enum StoreError {
     /// The database was written by a newer dmarcdb.
     #[error("database schema version {found} is newer than this dmarcdb knows ({known}); upgrade dmarcdb")]
     TooNew { found: i64, known: i64 },
+    /// There is no database at the path.
+    #[error(
+        "no database at {path} (dmarcdb ingest creates it; --db or $DMARCDB_DB chooses another)"
+    )]
+    Missing { path: String },
     /// The database directory could not be created.
     #[error("cannot create {path}: {source}")]
     CreateDir {
@@ -70,6 +75,25 @@ impl Store {
             })?;
         }
         Store::setup(Connection::open(path)?)
+    }
+
+    /// Open a store that must exist already (for reading: a mistyped path is
+    /// an error, not a new empty database).
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            return Err(StoreError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+        Store::setup(Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?)
+    }
+
+    /// The path of the open database file.
+    pub fn path(&self) -> Option<&str> {
+        self.conn.path()
     }
 
     /// A private in-memory store (tests).

@@ -62,7 +62,7 @@ pub fn parse_when(s: &str) -> Result<When, String> {
             .ok()
             .filter(|n| (1..=100_000).contains(n))
             .map(When::DaysBefore)
-            .ok_or_else(|| format!("{s:?}: expected a number of days such as 30d"));
+            .ok_or_else(|| format!("{s:?}: expected a number of days from 1d to 100000d"));
     }
     parse_date(s)
         .map(When::Date)
@@ -267,7 +267,11 @@ pub fn render_text(s: &Summary) -> String {
             .iter()
             .map(|f| {
                 vec![
-                    f.source_ip.clone(),
+                    if f.source_ip.is_empty() {
+                        "(empty)".to_string()
+                    } else {
+                        f.source_ip.clone()
+                    },
                     f.messages.to_string(),
                     f.dmarc_fail.to_string(),
                     f.dkim_fail.to_string(),
@@ -300,7 +304,7 @@ pub fn render_text(s: &Summary) -> String {
         if d.more_failing_senders > 0 {
             let _ = writeln!(
                 out,
-                "  … and {} more (use --top N, or --format json)",
+                "  … and {} more (use --top N to list more)",
                 d.more_failing_senders
             );
         }

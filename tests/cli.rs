@@ -414,3 +414,97 @@ fn same_key_with_other_records_keeps_the_first_and_warns() {
         "every input is kept"
     );
 }
+
+#[test]
+fn caps_make_inputs_invalid_and_the_run_goes_on() {
+    let env = Env::new();
+    let cfg = env.dir.path().join("caps.toml");
+    std::fs::write(
+        &cfg,
+        "[limits]\nmax_input_bytes = 2000\nmax_decompressed_bytes = 3000\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    // The plain XML (2634 bytes) is over max_input_bytes; the .xml.gz is
+    // small; the zip of two reports decompresses past max_decompressed_bytes.
+    let xml = format!("{WRAPPED}/{NAME}.xml");
+    let gz = format!("{WRAPPED}/{NAME}.xml.gz");
+    let out = env.run(&[
+        "--config",
+        cfg,
+        "ingest",
+        "--json",
+        &xml,
+        &gz,
+        "fixtures/archives/several.zip",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (stats["reports"].as_i64(), stats["invalid"].as_i64()),
+        (Some(1), Some(2)),
+        "{stats} {err}"
+    );
+    assert!(err.contains("over max_input_bytes 2000"), "{err}");
+    assert!(
+        err.contains("several.zip") && err.contains("limit"),
+        "{err}"
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM inputs i JOIN raw_inputs r USING (sha256) WHERE i.kind = 'invalid' AND i.reason LIKE '%max_input_bytes%' AND length(r.bytes) <= 2000"),
+        1
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports"),
+        1,
+        "the zip's reports were not kept"
+    );
+}
+
+#[test]
+fn a_closed_stderr_does_not_abort_the_run() {
+    let env = Env::new();
+    let mut child = env
+        .cmd(&["ingest", "fixtures"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(env.sql("SELECT count(*) FROM reports") > 20);
+}
+
+#[test]
+fn reading_commands_never_create_or_write() {
+    let env = Env::new();
+    let out = env.run(&["summary"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no database at"), "{}", stderr(&out));
+    assert!(!env.db().exists());
+    assert_eq!(
+        env.run(&["query", "failing-senders"]).status.code(),
+        Some(1)
+    );
+    assert!(!env.db().exists());
+
+    assert!(env.run(&["-q", "ingest", WRAPPED]).status.success());
+    let attach = env.dir.path().join("attached.db");
+    let file = env.dir.path().join("attach.sql");
+    std::fs::write(
+        &file,
+        format!("ATTACH DATABASE '{}' AS x", attach.display()),
+    )
+    .unwrap();
+    assert_eq!(
+        env.run(&["query", file.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    assert!(!attach.exists(), "ATTACH created a file");
+    // A LIKE wildcard is not a domain.
+    let s = env.json(&["summary", "--format", "json", "--domain", "%"]);
+    assert_eq!(s["domains"].as_array().unwrap().len(), 0);
+    assert_eq!(env.run(&["summary", "--domain", ""]).status.code(), Some(2));
+}

@@ -1,8 +1,8 @@
 //! `dmarcdb ingest`: files, directories, mbox, stdin and IMAP into the store.
 
-use super::{print, Failure, Global};
+use super::{print, say, Failure, Global};
 use dmarcdb::fetch::{imap, local};
-use dmarcdb::ingest::{Ingester, Outcome};
+use dmarcdb::ingest::{Ingester, Outcome, Stats};
 use dmarcdb::kind::Kind;
 use std::path::PathBuf;
 
@@ -12,11 +12,12 @@ const FILE_BATCH: u64 = 500;
 const FILE_BATCH_BYTES: usize = 256 << 20;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::EXIT_CODES)]
 pub struct Args {
     /// Files (.xml, .xml.gz, .gz, .zip, .eml, mbox), directories (recursively) or - for stdin.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// Poll every [[imap]] account in the config once, then exit.
+    /// Poll every [[imap]] account in the config once, then exit (may be combined with PATHs).
     #[arg(long)]
     imap: bool,
     /// Print the closing counts as one JSON object on stdout.
@@ -40,44 +41,46 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
     let mut ingester = Ingester::new(&mut store, config.limits.clone());
     let (quiet, verbose) = (g.quiet, g.verbose);
     ingester.on_outcome(Box::new(move |origin, o: &Outcome| {
-        if o.kind == Kind::Invalid && !o.duplicate {
-            eprintln!(
-                "dmarcdb: invalid input {origin}: {}",
-                o.reason.as_deref().unwrap_or("unreadable")
-            );
-        } else if verbose && !quiet {
-            let dup = if o.duplicate { " (duplicate)" } else { "" };
-            eprintln!("{origin}: {}{dup}", o.kind.as_str());
-        }
+        report(origin, o, quiet, verbose)
     }));
     let mut failed = false;
 
     if !a.paths.is_empty() {
-        let mut pending = 0u64;
-        let mut pending_bytes = 0usize;
+        let skip = local::Skip {
+            paths: ["", "-wal", "-shm", "-journal"]
+                .iter()
+                .map(|s| PathBuf::from(format!("{}{s}", g.db.display())))
+                .collect(),
+        };
+        let (mut pending, mut pending_bytes) = (0u64, 0usize);
         let result = local::visit(
             &a.paths,
+            config.limits.max_input_bytes,
+            &skip,
             &mut |e| {
-                eprintln!("dmarcdb: {e}");
+                say(&format!("dmarcdb: {e}"));
                 failed = true;
             },
             &mut |input| {
                 pending += 1;
                 pending_bytes += input.bytes.len();
-                ingester.ingest(&input)?;
+                ingester
+                    .ingest(&input)
+                    .map_err(|e| format!("{}: {e}", input.origin))?;
                 if pending >= FILE_BATCH || pending_bytes >= FILE_BATCH_BYTES {
-                    ingester.commit()?;
-                    pending = 0;
-                    pending_bytes = 0;
+                    ingester.commit().map_err(|e| e.to_string())?;
+                    (pending, pending_bytes) = (0, 0);
                 }
-                Ok::<(), dmarcdb::store::StoreError>(())
+                Ok::<(), String>(())
             },
         );
-        if let Err(e) = result.and_then(|_| ingester.commit()) {
-            // What committed before stays; the rest of the run cannot go on.
+        // The input that failed was rolled back to its savepoint; what came
+        // before it in the batch is kept.
+        let committed = ingester.commit().map_err(|e| e.to_string());
+        if let Err(e) = result.and(committed) {
             let _ = ingester.rollback();
             finish(g, a, &ingester.stats)?;
-            return Err(Failure::operational(e.to_string()));
+            return Err(Failure::operational(e));
         }
     }
 
@@ -87,15 +90,21 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
             .build()
             .map_err(|e| Failure::operational(format!("cannot start the async runtime: {e}")))?;
         for account in &config.imap {
-            let polled = rt.block_on(imap::poll(account, &config.limits, &mut ingester));
-            match polled {
-                Ok(stats) => {
-                    if verbose && !quiet {
-                        eprintln!("account {}: {stats:?}", account.name);
-                    }
-                }
+            match rt.block_on(imap::poll(account, &config.limits, &mut ingester)) {
+                Ok(s) if verbose && !quiet => say(&format!(
+                    "account {}: {} messages in {}, {} fetched, {} moved to {}, {} to {}",
+                    account.name,
+                    s.messages,
+                    account.folder,
+                    s.fetched,
+                    s.moved_archive,
+                    account.archive_folder,
+                    s.moved_invalid,
+                    account.invalid_folder
+                )),
+                Ok(_) => {}
                 Err(e) => {
-                    eprintln!("dmarcdb: {e}");
+                    say(&format!("dmarcdb: {e}"));
                     failed = true;
                 }
             }
@@ -108,7 +117,26 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
     Ok(if failed { 1 } else { 0 })
 }
 
-fn finish(g: &Global, a: &Args, stats: &dmarcdb::ingest::Stats) -> Result<(), Failure> {
+/// One line per invalid input (even with -q: it is an error of that input),
+/// its warnings unless -q, and with -v every input.
+fn report(origin: &dmarcdb::fetch::Origin, o: &Outcome, quiet: bool, verbose: bool) {
+    if o.kind == Kind::Invalid && !o.duplicate {
+        say(&format!(
+            "dmarcdb: invalid input {origin}: {}",
+            o.reason.as_deref().unwrap_or("unreadable")
+        ));
+    } else if verbose && !quiet {
+        let dup = if o.duplicate { " (duplicate)" } else { "" };
+        say(&format!("{origin}: {}{dup}", o.kind.as_str()));
+    }
+    if !quiet {
+        for w in &o.warnings {
+            say(&format!("dmarcdb: warning: {origin}: {w}"));
+        }
+    }
+}
+
+fn finish(g: &Global, a: &Args, stats: &Stats) -> Result<(), Failure> {
     if a.json {
         let mut v = serde_json::to_value(stats).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
@@ -118,7 +146,7 @@ fn finish(g: &Global, a: &Args, stats: &dmarcdb::ingest::Stats) -> Result<(), Fa
         print(&format!("{v}\n"))?;
     }
     if !g.quiet {
-        eprintln!("{}", stats.line());
+        say(&stats.line());
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use dmarcdb::config::Config;
 use std::path::PathBuf;
 
-const EXIT_CODES: &str = "\
+pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success (invalid inputs were kept and counted: that is not a failure)
   1  operational failure: server unreachable, login refused, a path that
@@ -62,10 +62,18 @@ impl Global {
             .map_err(|e| Failure::usage(e.to_string()))
     }
 
-    /// Open the store.
+    /// Open the store, creating it if needed (ingest).
     pub fn store(&self) -> Result<dmarcdb::store::Store, Failure> {
         dmarcdb::store::Store::open(&self.db)
             .map_err(|e| Failure::operational(format!("{}: {e}", self.db.display())))
+    }
+
+    /// Open a store that must exist (summary, query).
+    pub fn existing_store(&self) -> Result<dmarcdb::store::Store, Failure> {
+        dmarcdb::store::Store::open_existing(&self.db).map_err(|e| match e {
+            dmarcdb::store::StoreError::Missing { .. } => Failure::operational(e.to_string()),
+            e => Failure::operational(format!("{}: {e}", self.db.display())),
+        })
     }
 }
 
@@ -139,7 +147,7 @@ pub fn main() -> u8 {
     match result {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("dmarcdb: {}", f.message);
+            say(&format!("dmarcdb: {}", f.message));
             f.code
         }
     }
@@ -154,4 +162,11 @@ pub fn print(text: &str) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::operational(format!("cannot write output: {e}"))),
     }
+}
+
+/// One line to stderr. A closed stderr (`2>&1 | head`) must not abort a run
+/// half-way, so write errors are ignored.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -57,9 +57,13 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
             )));
         }
     };
-    let store = g.store()?;
-    let table = run_readonly(store.connection(), &sql)
-        .map_err(|e| Failure::operational(format!("{}: {e}", a.query)))?;
+    // Opening it once brings the schema up to date; the query then runs on a
+    // read-only connection of its own.
+    drop(g.existing_store()?);
+    let path = g.db.display().to_string();
+    let table = run_readonly(&path, &sql).map_err(|e| {
+        Failure::operational(format!("{}: {}", a.query, e.to_string().replace('\n', " ")))
+    })?;
     let out = match a.format {
         Format::Text => text(&table),
         Format::Csv => csv(&table),

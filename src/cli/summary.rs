@@ -11,6 +11,7 @@ enum Format {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Exit codes: 0 success, 1 database error, 2 usage error")]
 pub struct Args {
     /// Only this policy domain and its subdomains.
     #[arg(long, value_name = "DOMAIN")]
@@ -19,9 +20,10 @@ pub struct Args {
     /// [default: 30 days before its end].
     #[arg(long, value_name = "DATE|Nd", value_parser = parse_when)]
     since: Option<summary::When>,
-    /// Last day of the period, YYYY-MM-DD (UTC), included [default: the newest
-    /// report's end when --since is not given either, else now].
-    #[arg(long, value_name = "DATE", value_parser = parse_when)]
+    /// Last day of the period, YYYY-MM-DD (UTC), included, or Nd (N days before
+    /// now) [default: the newest report's end when --since is not given either,
+    /// else now].
+    #[arg(long, value_name = "DATE|Nd", value_parser = parse_when)]
     until: Option<summary::When>,
     /// Failing senders listed per domain.
     #[arg(long, default_value_t = 25, value_name = "N")]
@@ -31,11 +33,14 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
-    let store = g.store()?;
     let domain = a
         .domain
         .as_deref()
         .map(|d| d.trim().trim_end_matches('.').to_lowercase());
+    if domain.as_deref() == Some("") {
+        return Err(Failure::usage("--domain needs a domain name"));
+    }
+    let store = g.existing_store()?;
     let db = |e: dmarcdb::store::StoreError| Failure::operational(e.to_string());
     let newest = store.newest_report_end(domain.as_deref()).map_err(db)?;
     let now = chrono::Utc::now().timestamp();

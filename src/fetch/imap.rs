@@ -23,6 +23,7 @@ use async_imap::{Client, Session};
 use futures::{Stream, StreamExt};
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -193,12 +194,12 @@ impl Default for PollOptions {
 
 /// Print a warning on stderr. (There is no logging crate yet.)
 pub(crate) fn warn(message: &str) {
-    eprintln!("warning: {message}");
+    let _ = writeln!(std::io::stderr(), "warning: {message}");
 }
 
 /// Print a note on stderr: something unusual that is handled.
 fn note(message: &str) {
-    eprintln!("note: {message}");
+    let _ = writeln!(std::io::stderr(), "note: {message}");
 }
 
 /// Poll one account once: fetch new mail in batches, hand each batch to the

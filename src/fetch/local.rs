@@ -16,119 +16,181 @@ pub struct LocalError {
     pub source: std::io::Error,
 }
 
-/// Call `f` with every input below `paths` (`-` is stdin), in order. Unreadable
-/// paths go to `on_error`; the walk goes on. Errors from `f` stop the walk.
+/// What the walk skips below a directory: mail-server bookkeeping files and
+/// the database itself (a directory may hold both).
+#[derive(Debug, Clone, Default)]
+pub struct Skip {
+    /// Files with these paths (the database and its -wal/-shm files).
+    pub paths: Vec<PathBuf>,
+}
+
+const SETTING: &str = "max_input_bytes";
+
+/// Call `f` with every input below `paths` (`-` is stdin), in order. An input
+/// over `max_bytes` is handed on with its header only (see
+/// [`RawInput::oversize`]). Unreadable paths go to `on_error`; the walk goes
+/// on. Errors from `f` stop the walk.
 pub fn visit<E>(
     paths: &[PathBuf],
+    max_bytes: u64,
+    skip: &Skip,
     on_error: &mut dyn FnMut(LocalError),
     f: &mut dyn FnMut(RawInput) -> Result<(), E>,
 ) -> Result<(), E> {
+    let walker = Walker { max_bytes, skip };
     for p in paths {
         if p.as_os_str() == "-" {
-            let mut bytes = Vec::new();
-            match std::io::stdin().lock().read_to_end(&mut bytes) {
-                Ok(_) => f(RawInput {
-                    origin: Origin::Stdin,
-                    name: None,
-                    bytes,
-                })?,
+            match read_capped(std::io::stdin().lock(), max_bytes) {
+                Ok((bytes, None)) => f(RawInput::new(Origin::Stdin, None, bytes))?,
+                Ok((head, Some(size))) => f(RawInput::oversize(
+                    Origin::Stdin,
+                    None,
+                    head,
+                    size,
+                    SETTING,
+                    max_bytes,
+                ))?,
                 Err(source) => on_error(LocalError {
                     path: "<stdin>".into(),
                     source,
                 }),
             }
         } else {
-            walk(p, true, on_error, f)?;
+            walker.walk(p, true, on_error, f)?;
         }
     }
     Ok(())
 }
 
-fn walk<E>(
-    path: &Path,
-    given: bool,
-    on_error: &mut dyn FnMut(LocalError),
-    f: &mut dyn FnMut(RawInput) -> Result<(), E>,
-) -> Result<(), E> {
-    let err = |source| LocalError {
-        path: path.display().to_string(),
-        source,
-    };
-    // Symlinked directories are not followed below the given paths, so a loop
-    // cannot make the walk endless.
-    let meta = if given {
-        std::fs::metadata(path)
-    } else {
-        std::fs::symlink_metadata(path)
-    };
-    let meta = match meta {
-        Ok(m) => m,
-        Err(e) => {
-            on_error(err(e));
-            return Ok(());
-        }
-    };
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+/// Read at most `max` bytes; past that, keep the first 64 KiB and count the rest.
+fn read_capped<R: Read>(mut r: R, max: u64) -> std::io::Result<(Vec<u8>, Option<u64>)> {
+    let mut bytes = Vec::new();
+    (&mut r)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 <= max {
+        return Ok((bytes, None));
+    }
+    let rest = std::io::copy(&mut r, &mut std::io::sink())?;
+    let size = bytes.len() as u64 + rest;
+    bytes.truncate(64 << 10);
+    Ok((bytes, Some(size)))
+}
+
+/// Files a mail server keeps beside the mails in a Maildir: not inputs.
+fn is_bookkeeping(name: &str) -> bool {
+    name.starts_with("dovecot")
+        || matches!(name, "maildirfolder" | "subscriptions" | "courierimapuiddb")
+        || name.starts_with("courierimap")
+}
+
+struct Walker<'a> {
+    max_bytes: u64,
+    skip: &'a Skip,
+}
+
+impl Walker<'_> {
+    fn walk<E>(
+        &self,
+        path: &Path,
+        given: bool,
+        on_error: &mut dyn FnMut(LocalError),
+        f: &mut dyn FnMut(RawInput) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let err = |source| LocalError {
+            path: path.display().to_string(),
+            source,
+        };
+        // Symlinked directories are not followed below the given paths, so a loop
+        // cannot make the walk endless.
+        let meta = if given {
+            std::fs::metadata(path)
+        } else {
+            std::fs::symlink_metadata(path)
+        };
+        let meta = match meta {
+            Ok(m) => m,
             Err(e) => {
                 on_error(err(e));
                 return Ok(());
             }
         };
-        entries.sort();
-        for e in entries {
-            walk(&e, false, on_error, f)?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                Err(e) => {
+                    on_error(err(e));
+                    return Ok(());
+                }
+            };
+            entries.sort();
+            for e in entries {
+                self.walk(&e, false, on_error, f)?;
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    if meta.file_type().is_symlink() {
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => return Ok(()),
+        if meta.file_type().is_symlink() {
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    on_error(err(e));
+                    return Ok(());
+                }
+            }
+        } else if !meta.is_file() {
+            if given {
+                on_error(err(std::io::Error::other(
+                    "not a regular file or directory",
+                )));
+            }
+            return Ok(());
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !given
+            && (name.starts_with('.')
+                || is_bookkeeping(name)
+                || self.skip.paths.iter().any(|p| same_file(p, path)))
+        {
+            return Ok(());
+        }
+        match read_file(path, self.max_bytes, f) {
+            Ok(r) => r,
             Err(e) => {
                 on_error(err(e));
-                return Ok(());
+                Ok(())
             }
         }
-    } else if !meta.is_file() {
-        return Ok(());
     }
-    let hidden = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'));
-    if hidden && !given {
-        return Ok(());
-    }
-    match read_file(path, f) {
-        Ok(r) => r,
-        Err(e) => {
-            on_error(err(e));
-            Ok(())
-        }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
 /// Read one file: a single input, or an mbox split into its messages.
 fn read_file<E>(
     path: &Path,
+    max_bytes: u64,
     f: &mut dyn FnMut(RawInput) -> Result<(), E>,
 ) -> std::io::Result<Result<(), E>> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let display = path.display().to_string();
     let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
     if !reader.fill_buf()?.starts_with(b"From ") {
-        let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes)?;
-        return Ok(f(RawInput {
-            origin: Origin::Path {
-                path: display,
-                mbox_index: None,
-            },
-            name,
-            bytes,
-        }));
+        let origin = Origin::Path {
+            path: display,
+            mbox_index: None,
+        };
+        return Ok(match read_capped(reader, max_bytes)? {
+            (bytes, None) => f(RawInput::new(origin, name, bytes)),
+            (head, Some(size)) => f(RawInput::oversize(
+                origin, name, head, size, SETTING, max_bytes,
+            )),
+        });
     }
     let mut mbox = MboxReader::new(reader);
     // One message held back, so that a file with a single `From ` line is
@@ -138,28 +200,23 @@ fn read_file<E>(
     while let Some(msg) = mbox.next_message()? {
         if let Some(prev) = pending.replace(msg) {
             index += 1;
-            if let Err(e) = f(RawInput {
-                origin: Origin::Path {
-                    path: display.clone(),
-                    mbox_index: Some(index),
-                },
-                name: None,
-                bytes: prev,
-            }) {
+            let origin = Origin::Path {
+                path: display.clone(),
+                mbox_index: Some(index),
+            };
+            if let Err(e) = f(capped(origin, None, prev, max_bytes)) {
                 return Ok(Err(e));
             }
         }
     }
     if let Some(last) = pending {
         let mbox_index = (index > 0).then_some(index + 1);
-        return Ok(f(RawInput {
-            origin: Origin::Path {
-                path: display,
-                mbox_index,
-            },
-            name: if index > 0 { None } else { name },
-            bytes: last,
-        }));
+        let origin = Origin::Path {
+            path: display,
+            mbox_index,
+        };
+        let name = if index > 0 { None } else { name };
+        return Ok(f(capped(origin, name, last, max_bytes)));
     }
     Ok(Ok(()))
 }
@@ -207,7 +264,7 @@ impl<R: BufRead> MboxReader<R> {
             if self.inner.read_until(b'\n', &mut self.line)? == 0 {
                 break;
             }
-            if prev_blank && self.line.starts_with(b"From ") {
+            if (prev_blank && self.line.starts_with(b"From ")) || is_separator(&self.line) {
                 // The blank line before the separator belongs to the mbox.
                 trim_one_newline(&mut msg);
                 return Ok(Some(msg));
@@ -228,6 +285,31 @@ impl<R: BufRead> MboxReader<R> {
         self.line.clear();
         Ok(Some(msg))
     }
+}
+
+/// An mbox message as an input, or its header when it is over the cap.
+fn capped(origin: Origin, name: Option<String>, bytes: Vec<u8>, max: u64) -> RawInput {
+    let size = bytes.len() as u64;
+    if size > max {
+        RawInput::oversize(origin, name, bytes, size, SETTING, max)
+    } else {
+        RawInput::new(origin, name, bytes)
+    }
+}
+
+/// A `From ` line that starts a message even without a blank line before it:
+/// `From <sender> <weekday> ...`, as mbox writers put it.
+fn is_separator(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"From ") else {
+        return false;
+    };
+    let mut words = rest.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let (Some(_sender), Some(day)) = (words.next(), words.next()) else {
+        return false;
+    };
+    [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"]
+        .iter()
+        .any(|d| day == &d[..])
 }
 
 fn trim_one_newline(msg: &mut Vec<u8>) {
@@ -275,8 +357,15 @@ mod tests {
         std::fs::write(dir.path().join(".hidden"), "x").unwrap();
         let mut errors = vec![];
         let mut seen = vec![];
+        std::fs::write(dir.path().join("dovecot-uidlist"), "x").unwrap();
+        std::fs::write(dir.path().join("db.sqlite"), "x").unwrap();
+        let skip = Skip {
+            paths: vec![dir.path().join("db.sqlite")],
+        };
         visit::<()>(
             &[dir.path().join("missing"), dir.path().to_path_buf()],
+            1 << 20,
+            &skip,
             &mut |e| errors.push(e.to_string()),
             &mut |i| {
                 seen.push(i.origin.to_string());

@@ -53,4 +53,57 @@ pub struct RawInput {
     /// A name hint for recognising the content (a file name), if any.
     pub name: Option<String>,
     pub bytes: Vec<u8>,
+    /// Set when the input was larger than allowed: `bytes` then holds only
+    /// its header, and this says why.
+    pub truncated: Option<String>,
+}
+
+impl RawInput {
+    /// A whole input.
+    pub fn new(origin: Origin, name: Option<String>, bytes: Vec<u8>) -> RawInput {
+        RawInput {
+            origin,
+            name,
+            bytes,
+            truncated: None,
+        }
+    }
+
+    /// An input over `max` bytes (`setting` names the cap): keep its header only.
+    pub fn oversize(
+        origin: Origin,
+        name: Option<String>,
+        mut head: Vec<u8>,
+        size: u64,
+        setting: &str,
+        max: u64,
+    ) -> RawInput {
+        head.truncate(header_len(&head).min(usize::try_from(max).unwrap_or(usize::MAX)));
+        let kept = head.len();
+        RawInput {
+            origin,
+            name,
+            bytes: head,
+            truncated: Some(format!(
+                "input is {size} bytes, over {setting} {max}; only its first {kept} bytes (the header) were kept"
+            )),
+        }
+    }
+}
+
+/// How much of a too-large input to keep: its header block, at most 64 KiB.
+pub fn header_len(bytes: &[u8]) -> usize {
+    const MAX: usize = 64 << 10;
+    let window = &bytes[..bytes.len().min(MAX)];
+    window
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| i + 2)
+        .or_else(|| {
+            window
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| i + 4)
+        })
+        .unwrap_or(window.len())
 }

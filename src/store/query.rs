@@ -18,7 +18,8 @@ pub struct Filter {
 const PERIOD: &str = "WITH r AS (
     SELECT * FROM reports
     WHERE end_date >= ?1 AND begin_date <= ?2
-      AND (?3 IS NULL OR policy_domain = ?3 OR policy_domain LIKE '%.' || ?3))";
+      AND (?3 IS NULL OR policy_domain = ?3
+           OR substr(policy_domain, -length(?3) - 1) = '.' || ?3))";
 
 /// Totals for one policy domain.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -65,7 +66,8 @@ impl Store {
     pub fn newest_report_end(&self, domain: Option<&str>) -> Result<Option<i64>> {
         Ok(self.conn.query_row(
             "SELECT max(end_date) FROM reports
-             WHERE ?1 IS NULL OR policy_domain = ?1 OR policy_domain LIKE '%.' || ?1",
+             WHERE ?1 IS NULL OR policy_domain = ?1
+                OR substr(policy_domain, -length(?1) - 1) = '.' || ?1",
             [domain],
             |r| r.get(0),
         )?)
@@ -241,24 +243,26 @@ pub struct Table {
     pub rows: Vec<Vec<Value>>,
 }
 
-/// Run one SQL statement read-only and collect its rows.
-pub fn run_readonly(conn: &Connection, sql: &str) -> Result<Table> {
+/// Run one SQL statement on a read-only connection to the database at
+/// `path` and collect its rows. Read-only at the SQLite level, so no
+/// statement (ATTACH included) can write anything.
+pub fn run_readonly(path: &str, sql: &str) -> Result<Table> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.pragma_update(None, "query_only", "ON")?;
-    let out = (|| {
-        let mut stmt = conn.prepare(sql)?;
-        let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
-        let n = columns.len();
-        let mut rows = Vec::new();
-        let mut q = stmt.query([])?;
-        while let Some(row) = q.next()? {
-            let mut vals = Vec::with_capacity(n);
-            for i in 0..n {
-                vals.push(row.get::<_, Value>(i)?);
-            }
-            rows.push(vals);
+    let mut stmt = conn.prepare(sql)?;
+    let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+    let n = columns.len();
+    let mut rows = Vec::new();
+    let mut q = stmt.query([])?;
+    while let Some(row) = q.next()? {
+        let mut vals = Vec::with_capacity(n);
+        for i in 0..n {
+            vals.push(row.get::<_, Value>(i)?);
         }
-        Ok(Table { columns, rows })
-    })();
-    conn.pragma_update(None, "query_only", "OFF")?;
-    out
+        rows.push(vals);
+    }
+    Ok(Table { columns, rows })
 }

@@ -52,14 +52,14 @@ pub fn describe(root: &Path, path: &Path) -> String {
     let mut store = Store::open(&db).unwrap();
     let mut ing = Ingester::new(&mut store, Limits::default());
     let rel = path.strip_prefix(root).unwrap().display().to_string();
-    let input = RawInput {
-        origin: Origin::Path {
+    let input = RawInput::new(
+        Origin::Path {
             path: rel.clone(),
             mbox_index: None,
         },
-        name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        bytes: std::fs::read(path).unwrap(),
-    };
+        path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        std::fs::read(path).unwrap(),
+    );
     let outcome = ing.ingest(&input).unwrap();
     ing.commit().unwrap();
     drop(ing);

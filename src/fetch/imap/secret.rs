@@ -109,7 +109,14 @@ fn first_line(text: &str) -> String {
 
 /// Run the command, return the first line of its stdout. The error message
 /// never contains the command's output (it may be, or contain, the secret).
+/// How long `password_command` may take.
+const PASSWORD_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn run_password_command(cmd: &str) -> Result<String, String> {
+    run_password_command_within(cmd, PASSWORD_COMMAND_TIMEOUT)
+}
+
+fn run_password_command_within(cmd: &str, timeout: std::time::Duration) -> Result<String, String> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -118,15 +125,38 @@ fn run_password_command(cmd: &str) -> Result<String, String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot run password_command: {e}"))?;
-    let mut out = Vec::new();
-    let read = child
-        .stdout
-        .take()
-        .map(|mut s| s.read_to_end(&mut out))
-        .transpose();
-    let status = child
-        .wait()
-        .map_err(|e| format!("cannot wait for password_command: {e}"))?;
+    // Read in a thread so that a command that never ends (a GPG agent waiting
+    // for a passphrase under cron) cannot hang the run: it is killed after
+    // PASSWORD_COMMAND_TIMEOUT.
+    let reader = child.stdout.take().map(|mut s| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let r = s.read_to_end(&mut out);
+            (out, r)
+        })
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "password_command did not finish within {} s; killed it",
+                    timeout.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("cannot wait for password_command: {e}")),
+        }
+    };
+    let (out, read) = match reader.map(|h| h.join()) {
+        Some(Ok((out, r))) => (out, r.map(|_| ())),
+        _ => (Vec::new(), Ok(())),
+    };
     if !status.success() {
         zero(out);
         return Err(match status.code() {
@@ -159,6 +189,20 @@ fn zero(mut bytes: Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hanging_password_command_is_killed() {
+        let t = std::time::Instant::now();
+        let e = run_password_command_within("sleep 30", std::time::Duration::from_millis(300))
+            .unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(
+            run_password_command_within("printf 'pw\\nx'", std::time::Duration::from_secs(10))
+                .unwrap(),
+            "pw"
+        );
+    }
 
     #[test]
     fn first_line_strips_line_ends() {
