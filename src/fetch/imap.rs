@@ -303,8 +303,12 @@ impl Ctx<'_> {
         match e {
             ImapError::Io(e) => self.lost(what, e.to_string()),
             ImapError::ConnectionLost => self.lost(what, "the server closed the connection".into()),
-            ImapError::No(m) => self.protocol(format!("{what}: the server said NO ({m})")),
-            ImapError::Bad(m) => self.protocol(format!("{what}: the server said BAD ({m})")),
+            ImapError::No(m) => {
+                self.protocol(format!("{what}: the server said NO: {}", server_text(&m)))
+            }
+            ImapError::Bad(m) => {
+                self.protocol(format!("{what}: the server said BAD: {}", server_text(&m)))
+            }
             e => self.protocol(format!("{what}: {e}")),
         }
     }
@@ -348,6 +352,21 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// The server's own words from async-imap's NO/BAD text, which is Rust debug
+/// output (`code: None, info: Some("[AUTHENTICATIONFAILED] ...")`,
+/// `outcome: Outcome { ... information: Some("...") }`).
+fn server_text(m: &str) -> String {
+    for key in ["info: Some(\"", "information: Some(\""] {
+        if let Some(start) = m.find(key) {
+            let rest = &m[start + key.len()..];
+            if let Some(end) = rest.find("\")") {
+                return rest[..end].replace("\\\"", "\"");
+            }
+        }
+    }
+    m.to_string()
 }
 
 /// Control characters out, so an error stays one line.
@@ -550,7 +569,7 @@ async fn login(
                 let _ = tokio::time::timeout(t, logout).await;
             }
             let message = match e {
-                ImapError::No(m) | ImapError::Bad(m) => m,
+                ImapError::No(m) | ImapError::Bad(m) => server_text(&m),
                 ImapError::Validate(_) => {
                     "the username or password contains a line break, which LOGIN cannot send".into()
                 }
@@ -914,6 +933,23 @@ fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_text_from_debug_output() {
+        assert_eq!(
+            server_text(
+                r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#
+            ),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(
+            server_text(
+                r#"outcome: Outcome { tag: "a", status: No, code: None, information: Some("Mailbox doesn't exist: NoSuch") }"#
+            ),
+            "Mailbox doesn't exist: NoSuch"
+        );
+        assert_eq!(server_text("plain"), "plain");
+    }
 
     #[test]
     fn uid_sets() {
