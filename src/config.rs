@@ -218,6 +218,15 @@ impl Config {
                     a.name, a.host
                 ));
             }
+            for (key, path) in [("ca_file", &a.ca_file), ("password_file", &a.password_file)] {
+                if let Some(p) = path.as_ref().filter(|p| !p.is_file()) {
+                    return Err(format!(
+                        "account {:?}: {key} {} is not a readable file",
+                        a.name,
+                        p.display()
+                    ));
+                }
+            }
             if a.batch_size == 0 {
                 return Err(format!(
                     "account {:?}: batch_size must be at least 1",

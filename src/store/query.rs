@@ -236,17 +236,18 @@ impl Store {
     }
 }
 
-/// The result of a user's query: column names and rows.
-#[derive(Debug, Clone)]
-pub struct Table {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
+/// Receives a query's result as it streams.
+pub trait RowSink {
+    /// The column names, before any row.
+    fn columns(&mut self, columns: &[String]);
+    /// One row; return false to stop reading.
+    fn row(&mut self, row: &[Value]) -> bool;
 }
 
 /// Run one SQL statement on a read-only connection to the database at
-/// `path` and collect its rows. Read-only at the SQLite level, so no
-/// statement (ATTACH included) can write anything.
-pub fn run_readonly(path: &str, sql: &str) -> Result<Table> {
+/// `path`, streaming its rows into `sink`. Read-only at the SQLite level, so
+/// no statement (ATTACH included) can write anything.
+pub fn run_readonly(path: &str, sql: &str, sink: &mut dyn RowSink) -> Result<()> {
     let conn = Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -254,15 +255,18 @@ pub fn run_readonly(path: &str, sql: &str) -> Result<Table> {
     conn.pragma_update(None, "query_only", "ON")?;
     let mut stmt = conn.prepare(sql)?;
     let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
+    sink.columns(&columns);
     let n = columns.len();
-    let mut rows = Vec::new();
+    let mut vals = Vec::with_capacity(n);
     let mut q = stmt.query([])?;
     while let Some(row) = q.next()? {
-        let mut vals = Vec::with_capacity(n);
+        vals.clear();
         for i in 0..n {
             vals.push(row.get::<_, Value>(i)?);
         }
-        rows.push(vals);
+        if !sink.row(&vals) {
+            break;
+        }
     }
-    Ok(Table { columns, rows })
+    Ok(())
 }
