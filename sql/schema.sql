@@ -26,6 +26,9 @@ CREATE TABLE inputs (
     warnings               TEXT,
     -- Size of the raw bytes.
     size                   INTEGER NOT NULL,
+    -- 1 when the input was over a size cap and only its header was kept
+    -- (raw_inputs then holds that header); `reparse` leaves such inputs alone.
+    truncated              INTEGER NOT NULL DEFAULT 0,
     -- When dmarcdb stored it.
     received_at            INTEGER NOT NULL,
     -- Where it came from: 'path', 'stdin' or 'imap'.

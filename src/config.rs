@@ -13,6 +13,26 @@ pub struct Config {
     /// Resource caps applied to every input.
     #[serde(default)]
     pub limits: Limits,
+    /// Defaults for `dmarcdb prune`.
+    #[serde(default)]
+    pub prune: Prune,
+}
+
+/// The `[prune]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prune {
+    /// `prune` without `--older-than` removes what is older than this, e.g. "400d".
+    pub older_than: Option<String>,
+}
+
+/// Parse a number of days written `Nd` (e.g. `400d`).
+pub fn parse_days(s: &str) -> Result<i64, String> {
+    s.trim()
+        .strip_suffix('d')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| (1..=100_000).contains(n))
+        .ok_or_else(|| format!("{s:?}: expected a number of days from 1d to 100000d, such as 400d"))
 }
 
 /// How the IMAP connection is secured.
@@ -185,6 +205,9 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         if self.limits.max_input_bytes > 900_000_000 {
             return Err("limits.max_input_bytes must be at most 900000000 (SQLite keeps each input in one blob)".into());
+        }
+        if let Some(d) = &self.prune.older_than {
+            parse_days(d).map_err(|e| format!("prune.older_than: {e}"))?;
         }
         let mut names = std::collections::HashSet::new();
         for a in &self.imap {

@@ -123,6 +123,11 @@ pub struct Ingester<'s> {
 const INPUT_SP: &str = "input";
 const REPORT_SP: &str = "report";
 const DOCS_SP: &str = "documents";
+const REPARSE_SP: &str = "reparse";
+
+/// Marks the warning a later input leaves on a kept report (see
+/// [`Store::duplicate_warnings_of`]).
+pub const DIFFERENT_COPY: &str = "arrived again with different records";
 
 impl<'s> Ingester<'s> {
     /// An ingester writing to `store` under `limits`.
@@ -257,6 +262,7 @@ impl<'s> Ingester<'s> {
                 &NewInput {
                     origin,
                     sha256: &sha,
+                    truncated: true,
                     bytes: header,
                     kind: Kind::Invalid,
                     mail: mail.as_ref(),
@@ -297,6 +303,7 @@ impl<'s> Ingester<'s> {
         let id = self.store.insert_input(
             &NewInput {
                 origin: &input.origin,
+                truncated: false,
                 sha256: sha,
                 bytes: &input.bytes,
                 kind: extracted.kind,
@@ -305,6 +312,17 @@ impl<'s> Ingester<'s> {
             now(),
         )?;
         self.note_imap(&input.origin, id)?;
+        self.read_into(id, input, &extracted)
+    }
+
+    /// Read an input's reports into the store under its (existing) row and
+    /// set its final kind, reason and warnings.
+    fn read_into(
+        &mut self,
+        id: i64,
+        input: &RawInput,
+        extracted: &extract::Extracted<'_>,
+    ) -> Result<Outcome, StoreError> {
         let mut warnings = extracted.warnings.clone();
         let mut kind = extracted.kind;
         let mut reason = extracted.reason.clone();
@@ -387,6 +405,56 @@ impl<'s> Ingester<'s> {
         })
     }
 
+    /// Run the current code over a stored input's raw bytes again. Returns the
+    /// new outcome when anything changed (kind, reason, warnings, mail
+    /// headers or reports); otherwise leaves the input exactly as it was.
+    /// Inputs kept with their header only are left alone.
+    pub fn reparse(&mut self, id: i64) -> Result<Option<Outcome>, StoreError> {
+        let Some(raw) = self.store.raw_input(id)? else {
+            return Ok(None);
+        };
+        if raw.truncated {
+            return Ok(None);
+        }
+        if !self.in_batch {
+            self.store.begin()?;
+            self.in_batch = true;
+        }
+        let before = self.store.input_fingerprint(id)?;
+        let stats = self.stats.clone();
+        self.store.savepoint(REPARSE_SP)?;
+        let result = (|| {
+            // Warnings that later inputs left on this input's reports are not
+            // this input's to lose.
+            let foreign = self.store.duplicate_warnings_of(id)?;
+            self.store.delete_reports_of(id)?;
+            let input = RawInput::new(raw.origin.clone(), raw.name.clone(), raw.bytes);
+            let extracted = extract::extract(&input.bytes, input.name.as_deref());
+            self.store.update_mail(id, extracted.mail.as_ref())?;
+            let outcome = self.read_into(id, &input, &extracted)?;
+            self.store.restore_duplicate_warnings(id, &foreign)?;
+            Ok(outcome)
+        })();
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.store.rollback_to(REPARSE_SP)?;
+                self.stats = stats;
+                return Err(e);
+            }
+        };
+        if self.store.input_fingerprint(id)? == before {
+            self.store.rollback_to(REPARSE_SP)?;
+            self.stats = stats;
+            return Ok(None);
+        }
+        self.store.release(REPARSE_SP)?;
+        if let Some(f) = self.notify.as_mut() {
+            f(&raw.origin, &outcome);
+        }
+        Ok(Some(outcome))
+    }
+
     /// Store one document as a report. The outer error is the store's; the
     /// inner one says why the document is not a report.
     fn ingest_document(
@@ -402,16 +470,17 @@ impl<'s> Ingester<'s> {
         if let Some(known) = self.store.report_by_key(&header)? {
             // Same key: keep the first. Read the records anyway to tell a true
             // copy from a reporter that sent other data under the same key.
+            // A copy that breaks half-way is a problem of this input, not a duplicate.
             let digest = match drain_digest(&mut reader) {
                 Ok((d, _, _)) => Some(d),
-                Err(_) => None,
+                Err(e) => return Ok(Err(e.to_string())),
             };
             self.stats.duplicate_reports += 1;
             if digest.is_some() && digest != known.records_sha256 {
                 let first = self.store.describe_input(known.input)?;
                 let second = self.store.describe_input(input)?;
                 let w = format!(
-                    "report {} from {} arrived again with different records: kept {first}, ignored the copy in {second}",
+                    "report {} from {} {DIFFERENT_COPY}: kept {first}, ignored the copy in {second}",
                     header.report_id_key(),
                     header.reporter()
                 );

@@ -51,10 +51,54 @@ pub struct Store {
 /// A new input to record.
 pub struct NewInput<'a> {
     pub origin: &'a Origin,
+    /// Only the header of an input over a size cap.
+    pub truncated: bool,
     pub sha256: &'a str,
     pub bytes: &'a [u8],
     pub kind: Kind,
     pub mail: Option<&'a crate::extract::MailMeta>,
+}
+
+/// A stored input's raw bytes and where they came from.
+#[derive(Debug, Clone)]
+pub struct StoredInput {
+    pub origin: Origin,
+    /// The file name, for recognising the content.
+    pub name: Option<String>,
+    pub bytes: Vec<u8>,
+    pub truncated: bool,
+}
+
+/// One row of `dmarcdb invalid`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InvalidInput {
+    pub id: i64,
+    pub received_at: i64,
+    /// Path, `<stdin>`, or `imap ACCOUNT/MAILBOX UID N`.
+    pub source: String,
+    pub subject: Option<String>,
+    pub from: Option<String>,
+    pub size: i64,
+    pub reason: String,
+}
+
+/// What `prune` removed (or would remove).
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+pub struct Pruned {
+    pub reports: i64,
+    pub records: i64,
+    pub inputs: i64,
+    pub raw_bytes: i64,
+}
+
+/// A report's identity: what makes two reports the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportKey {
+    pub reporter: String,
+    pub report_id: String,
+    pub policy_domain: String,
+    pub begin: i64,
+    pub end: i64,
 }
 
 /// What the store already knows about a report key.
@@ -219,8 +263,8 @@ impl Store {
             .prepare_cached(
                 "INSERT INTO inputs (sha256, kind, size, received_at, origin, path, mbox_index,
                     account, mailbox, uidvalidity, uid, from_header, subject, message_id,
-                    date_header, authentication_results)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    date_header, authentication_results, truncated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 input.sha256,
@@ -239,6 +283,7 @@ impl Store {
                 m.and_then(|m| m.message_id.as_deref()),
                 m.and_then(|m| m.date.as_deref()),
                 m.and_then(|m| m.authentication_results.as_deref()),
+                input.truncated,
             ])?;
         let id = self.conn.last_insert_rowid();
         self.conn
@@ -475,15 +520,219 @@ impl Store {
     /// A short description of an input for messages: its path or IMAP location.
     pub fn describe_input(&self, id: i64) -> Result<String> {
         let origin: String = self.conn.query_row(
-            "SELECT CASE origin
-                 WHEN 'imap' THEN 'imap ' || account || '/' || mailbox || ' UID ' || uid
-                 WHEN 'stdin' THEN '<stdin>'
-                 ELSE path || coalesce(' message ' || mbox_index, '') END
-             FROM inputs WHERE id = ?1",
+            &format!("SELECT {SOURCE} FROM inputs WHERE id = ?1"),
             [id],
             |r| r.get(0),
         )?;
         Ok(format!("input {id} ({origin})"))
+    }
+
+    /// Ids of every input whose raw bytes are kept, oldest first.
+    pub fn input_ids(&self) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT i.id FROM inputs i JOIN raw_inputs r ON r.sha256 = i.sha256 ORDER BY i.id",
+        )?;
+        let ids = stmt.query_map([], |r| r.get(0))?;
+        Ok(ids.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// An input's raw bytes and origin.
+    pub fn raw_input(&self, id: i64) -> Result<Option<StoredInput>> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT i.origin, i.path, i.mbox_index, i.account, i.mailbox, i.uidvalidity, i.uid,
+                        i.truncated, r.bytes
+                 FROM inputs i JOIN raw_inputs r ON r.sha256 = i.sha256 WHERE i.id = ?1",
+            )?
+            .query_row([id], |r| {
+                let origin: String = r.get(0)?;
+                let path: Option<String> = r.get(1)?;
+                let origin = match origin.as_str() {
+                    "imap" => Origin::Imap {
+                        account: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        mailbox: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                        uidvalidity: r.get::<_, Option<u32>>(5)?.unwrap_or_default(),
+                        uid: r.get::<_, Option<u32>>(6)?.unwrap_or_default(),
+                    },
+                    "stdin" => Origin::Stdin,
+                    _ => Origin::Path {
+                        path: path.clone().unwrap_or_default(),
+                        mbox_index: r.get::<_, Option<i64>>(2)?.map(|i| i as usize),
+                    },
+                };
+                let name = match (&origin, path) {
+                    (
+                        Origin::Path {
+                            mbox_index: None, ..
+                        },
+                        Some(p),
+                    ) => std::path::Path::new(&p)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned()),
+                    _ => None,
+                };
+                Ok(StoredInput {
+                    origin,
+                    name,
+                    truncated: r.get(7)?,
+                    bytes: r.get(8)?,
+                })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Everything about an input that reading it produces, as one comparable value.
+    pub fn input_fingerprint(&self, id: i64) -> Result<String> {
+        Ok(self.conn.query_row(
+            "SELECT json_array(kind, reason, warnings, from_header, subject, message_id,
+                    date_header, authentication_results,
+                    (SELECT json_group_array(x) FROM (
+                        SELECT json_array(document, org_name, reporter, email, extra_contact_info,
+                            report_id, policy_domain, begin_date, end_date, p, sp, np, adkim,
+                            aspf, pct, fo, testing, discovery_method, format, version, generator,
+                            errors, warnings, record_count, message_count, records_sha256) AS x
+                        FROM reports WHERE input = ?1 ORDER BY x)))
+             FROM inputs WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Warnings that later inputs left on this input's reports (a copy with
+    /// other records under the same key), by report key.
+    pub fn duplicate_warnings_of(&self, input: i64) -> Result<Vec<(ReportKey, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.reporter, r.report_id, r.policy_domain, r.begin_date, r.end_date, j.value
+             FROM reports r, json_each(r.warnings) j
+             WHERE r.input = ?1 AND r.warnings IS NOT NULL AND instr(j.value, ?2) > 0",
+        )?;
+        let rows = stmt.query_map(params![input, crate::ingest::DIFFERENT_COPY], |r| {
+            Ok((
+                ReportKey {
+                    reporter: r.get(0)?,
+                    report_id: r.get(1)?,
+                    policy_domain: r.get(2)?,
+                    begin: r.get(3)?,
+                    end: r.get(4)?,
+                },
+                r.get(5)?,
+            ))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Put such warnings back on the input's reports with the same keys.
+    pub fn restore_duplicate_warnings(
+        &mut self,
+        input: i64,
+        kept: &[(ReportKey, String)],
+    ) -> Result<()> {
+        for (k, w) in kept {
+            let id: Option<i64> = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM reports WHERE input = ?1 AND reporter = ?2 AND report_id = ?3
+                       AND policy_domain = ?4 AND begin_date = ?5 AND end_date = ?6",
+                )?
+                .query_row(
+                    params![
+                        input,
+                        k.reporter,
+                        k.report_id,
+                        k.policy_domain,
+                        k.begin,
+                        k.end
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = id {
+                self.add_report_warning(id, w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete an input's reports (their records go with them).
+    pub fn delete_reports_of(&mut self, input: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM reports WHERE input = ?1")?
+            .execute([input])?;
+        Ok(())
+    }
+
+    /// Replace an input's mail headers.
+    pub fn update_mail(&mut self, id: i64, m: Option<&crate::extract::MailMeta>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE inputs SET from_header = ?2, subject = ?3, message_id = ?4,
+                    date_header = ?5, authentication_results = ?6 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                m.and_then(|m| m.from.as_deref()),
+                m.and_then(|m| m.subject.as_deref()),
+                m.and_then(|m| m.message_id.as_deref()),
+                m.and_then(|m| m.date.as_deref()),
+                m.and_then(|m| m.authentication_results.as_deref()),
+            ])?;
+        Ok(())
+    }
+
+    /// Invalid inputs received at or after `since`, newest first.
+    pub fn invalid_inputs(&self, since: i64) -> Result<Vec<InvalidInput>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT id, received_at, {SOURCE}, subject, from_header, size, coalesce(reason, '')
+             FROM inputs WHERE kind = 'invalid' AND received_at >= ?1
+             ORDER BY received_at DESC, id DESC"
+        ))?;
+        let rows = stmt.query_map([since], |r| {
+            Ok(InvalidInput {
+                id: r.get(0)?,
+                received_at: r.get(1)?,
+                source: r.get(2)?,
+                subject: r.get(3)?,
+                from: r.get(4)?,
+                size: r.get(5)?,
+                reason: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Delete reports that ended before `cutoff`, and inputs left without
+    /// reports that were received before it (or whose reports were all
+    /// pruned), with their raw bytes. With `dry_run`, count only.
+    pub fn prune(&mut self, cutoff: i64, dry_run: bool) -> Result<Pruned> {
+        let tx = self.conn.transaction()?;
+        let count = |sql: &str| -> Result<i64> { Ok(tx.query_row(sql, [cutoff], |r| r.get(0))?) };
+        let doomed_inputs = "SELECT id FROM inputs i WHERE
+                NOT EXISTS (SELECT 1 FROM reports r WHERE r.input = i.id AND r.end_date >= ?1)
+                AND (i.received_at < ?1
+                     OR EXISTS (SELECT 1 FROM reports r WHERE r.input = i.id))";
+        let pruned = Pruned {
+            reports: count("SELECT count(*) FROM reports WHERE end_date < ?1")?,
+            records: count(
+                "SELECT count(*) FROM records WHERE report IN
+                 (SELECT id FROM reports WHERE end_date < ?1)",
+            )?,
+            inputs: count(&format!("SELECT count(*) FROM ({doomed_inputs})"))?,
+            raw_bytes: count(&format!(
+                "SELECT coalesce(sum(length(r.bytes)), 0) FROM raw_inputs r
+                 JOIN inputs i ON i.sha256 = r.sha256 WHERE i.id IN ({doomed_inputs})"
+            ))?,
+        };
+        if !dry_run {
+            tx.execute(
+                &format!("DELETE FROM inputs WHERE id IN ({doomed_inputs})"),
+                [cutoff],
+            )?;
+            tx.execute("DELETE FROM reports WHERE end_date < ?1", [cutoff])?;
+            tx.commit()?;
+        }
+        Ok(pruned)
     }
 
     /// Read-only access for queries and summaries.
@@ -491,6 +740,12 @@ impl Store {
         &self.conn
     }
 }
+
+/// An input's origin as one line of text.
+const SOURCE: &str = "CASE origin
+    WHEN 'imap' THEN 'imap ' || account || '/' || mailbox || ' UID ' || uid
+    WHEN 'stdin' THEN '<stdin>'
+    ELSE path || coalesce(' message ' || mbox_index, '') END";
 
 fn policy_domain(h: &Header) -> String {
     h.policy.domain.trim().trim_end_matches('.').to_lowercase()

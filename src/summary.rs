@@ -326,7 +326,7 @@ pub fn render_text(s: &Summary) -> String {
     if let Some(n) = s.inputs_by_kind.get("invalid").filter(|n| **n > 0) {
         let _ = writeln!(
             out,
-            "{n} invalid input(s) are kept with their reason: SELECT * FROM invalid_inputs;"
+            "{n} invalid input(s) are kept with their reason and raw bytes: dmarcdb invalid"
         );
     }
     out

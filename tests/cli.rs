@@ -508,3 +508,107 @@ fn reading_commands_never_create_or_write() {
     assert_eq!(s["domains"].as_array().unwrap().len(), 0);
     assert_eq!(env.run(&["summary", "--domain", ""]).status.code(), Some(2));
 }
+
+#[test]
+fn invalid_lists_and_shows_with_raw_bytes() {
+    let env = Env::new();
+    let bad = "fixtures/malformed/archives/corrupt-deflate.xml.gz";
+    assert!(env.run(&["-q", "ingest", WRAPPED, bad]).status.success());
+    let list = env.run(&["invalid"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains(bad) && text.contains("gzip stream corrupt at byte"),
+        "{text}"
+    );
+    let rows = env.json(&["invalid", "--json", "--since", "1d"]);
+    let id = rows[0]["id"].as_i64().unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    let show = env.run(&["invalid", "show", &id.to_string()]);
+    assert!(String::from_utf8_lossy(&show.stdout).contains("reason:   gzip stream corrupt"));
+    let raw = env.run(&["invalid", "show", &id.to_string(), "--raw"]);
+    assert_eq!(
+        raw.stdout,
+        std::fs::read(bad).unwrap(),
+        "raw bytes as received"
+    );
+    assert_eq!(
+        env.run(&["invalid", "show", "99999"]).status.code(),
+        Some(1)
+    );
+    let old = env.json(&["invalid", "--json", "--since", "2000-01-01"]);
+    assert_eq!(old.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn reparse_turns_an_input_that_failed_before_into_reports_once() {
+    let env = Env::new();
+    assert!(env
+        .run(&["-q", "ingest", "fixtures/archives", WRAPPED])
+        .status
+        .success());
+    let reports = env.sql("SELECT count(*) FROM reports");
+    let records = env.sql("SELECT count(*) FROM records");
+    // Nothing changes when the code has not changed.
+    let r = env.json(&["reparse", "--json"]);
+    assert_eq!(r["changed"], 0, "{r}");
+    // As if an older version had failed on the xml of the wrapped report.
+    {
+        let conn = rusqlite::Connection::open(env.db()).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON;
+             DELETE FROM reports WHERE input = (SELECT id FROM inputs WHERE path LIKE '%{NAME}.eml');
+             UPDATE inputs SET kind = 'invalid', reason = 'old bug' WHERE path LIKE '%{NAME}.eml';"
+        ))
+        .unwrap();
+    }
+    assert_eq!(env.sql("SELECT count(*) FROM reports"), reports - 1);
+    let r = env.json(&["reparse", "--json"]);
+    assert_eq!(
+        (r["changed"].as_i64(), r["now_aggregate"].as_i64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(env.sql("SELECT count(*) FROM reports"), reports);
+    assert_eq!(env.sql("SELECT count(*) FROM records"), records);
+    assert_eq!(env.sql(&format!("SELECT count(*) FROM inputs WHERE path LIKE '%{NAME}.eml' AND kind = 'aggregate' AND reason IS NULL")), 1);
+    // Idempotent.
+    let r = env.json(&["reparse", "--json"]);
+    assert_eq!(r["changed"], 0, "{r}");
+    assert_eq!(env.sql("SELECT count(*) FROM reports"), reports);
+}
+
+#[test]
+fn prune_removes_old_reports_and_their_inputs() {
+    let env = Env::new();
+    assert!(env.run(&["-q", "ingest", WRAPPED]).status.success());
+    assert!(env
+        .run(&["-q", "ingest", "fixtures/reports/rfc9990-full.xml"])
+        .status
+        .success());
+    // Both reports are from November 2023; an old cap removes nothing.
+    let none = env.json(&["prune", "--older-than", "100000d", "--json"]);
+    assert_eq!(none["reports"], 0, "{none}");
+    let dry = env.json(&["prune", "--older-than", "1d", "--dry-run", "--json"]);
+    // The inputs that held the reports go with them; the three copies that
+    // held no report of their own were received today and stay until they age.
+    assert_eq!(
+        (dry["reports"].as_i64(), dry["inputs"].as_i64()),
+        (Some(2), Some(2)),
+        "{dry}"
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports"),
+        2,
+        "dry run changed nothing"
+    );
+    let cfg = env.dir.path().join("prune.toml");
+    std::fs::write(&cfg, "[prune]\nolder_than = \"1d\"\n").unwrap();
+    let done = env.json(&["--config", cfg.to_str().unwrap(), "prune", "--json"]);
+    assert_eq!(done["records"], 5, "{done}");
+    for t in ["reports", "records", "dkim_results", "spf_results"] {
+        assert_eq!(env.sql(&format!("SELECT count(*) FROM {t}")), 0, "{t}");
+    }
+    assert_eq!(env.sql("SELECT count(*) FROM inputs"), 3);
+    assert_eq!(env.sql("SELECT count(*) FROM raw_inputs"), 3);
+    assert_eq!(env.run(&["prune"]).status.code(), Some(2));
+}

@@ -1,7 +1,10 @@
 //! Command line: global options, subcommands, exit codes. One file per subcommand.
 
 mod ingest;
+mod invalid;
+mod prune;
 mod query;
+mod reparse;
 mod summary;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +47,12 @@ enum Command {
     Summary(summary::Args),
     /// Run a shipped query from sql/queries/ (by name) or an .sql file.
     Query(query::Args),
+    /// List the inputs that could not be read, with the reason; `invalid show ID` for one.
+    Invalid(invalid::Args),
+    /// Read every stored raw input again with this version's code (after an upgrade).
+    Reparse(reparse::Args),
+    /// Delete reports and inputs older than a number of days.
+    Prune(prune::Args),
 }
 
 /// Global settings every subcommand gets.
@@ -143,6 +152,9 @@ pub fn main() -> u8 {
         Command::Ingest(a) => ingest::run(&global, a),
         Command::Summary(a) => summary::run(&global, a),
         Command::Query(a) => query::run(&global, a),
+        Command::Invalid(a) => invalid::run(&global, a),
+        Command::Reparse(a) => reparse::run(&global, a),
+        Command::Prune(a) => prune::run(&global, a),
     };
     match result {
         Ok(code) => code,
