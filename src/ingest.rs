@@ -467,33 +467,45 @@ impl<'s> Ingester<'s> {
             Ok(h) => h.clone(),
             Err(e) => return Ok(Err(e.to_string())),
         };
-        if let Some(known) = self.store.report_by_key(&header)? {
+        let known = self.store.report_by_key(&header)?;
+        if let Some(known) = known.as_ref().filter(|k| !k.salvaged) {
             // Same key: keep the first. Read the records anyway to tell a true
             // copy from a reporter that sent other data under the same key.
-            // A copy that breaks half-way is a problem of this input, not a duplicate.
-            let digest = match drain_digest(&mut reader) {
-                Ok((d, _, _)) => Some(d),
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            self.stats.duplicate_reports += 1;
-            if digest.is_some() && digest != known.records_sha256 {
-                let first = self.store.describe_input(known.input)?;
-                let second = self.store.describe_input(input)?;
-                let w = format!(
-                    "report {} from {} {DIFFERENT_COPY}: kept {first}, ignored the copy in {second}",
-                    header.report_id_key(),
-                    header.reporter()
-                );
-                self.store.add_report_warning(known.id, &w)?;
-                self.input_warnings.push(w);
+            match drain_digest(&mut reader) {
+                Ok((digest, _, _)) if Some(&digest) != known.records_sha256.as_ref() => {
+                    let first = self.store.describe_input(known.input)?;
+                    let second = self.store.describe_input(input)?;
+                    let w = format!(
+                        "report {} from {} {DIFFERENT_COPY}: kept {first}, ignored the copy in {second}",
+                        header.report_id_key(),
+                        header.reporter()
+                    );
+                    self.store.add_report_warning(known.id, &w)?;
+                    self.input_warnings.push(w);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let first = self.store.describe_input(known.input)?;
+                    self.input_warnings.push(format!(
+                        "a broken copy of report {} from {}, stored complete from {first}: {e}",
+                        header.report_id_key(),
+                        header.reporter()
+                    ));
+                }
             }
+            self.stats.duplicate_reports += 1;
             return Ok(Ok(()));
         }
+        // A new report, or a better copy of one that was salvaged: the
+        // salvaged one comes back if this copy is no better.
         self.store.savepoint(REPORT_SP)?;
+        if let Some(old) = &known {
+            self.store.delete_report(old.id)?;
+        }
         let report = self.store.insert_report(input, &doc.name, &header)?;
         let mut hasher = Sha256::new();
         let (mut records, mut messages) = (0i64, 0i64);
-        loop {
+        let broken = loop {
             match reader.next_record() {
                 Ok(Some(rec)) => {
                     hash_record(&mut hasher, &rec);
@@ -501,23 +513,46 @@ impl<'s> Ingester<'s> {
                     messages = messages.saturating_add(rec.count);
                     self.store.insert_record(report, &rec)?;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    self.store.rollback_to(REPORT_SP)?;
-                    return Ok(Err(e.to_string()));
-                }
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
             }
+        };
+        if let (Some(e), Some(old)) = (&broken, &known) {
+            self.store.rollback_to(REPORT_SP)?;
+            let first = self.store.describe_input(old.input)?;
+            self.input_warnings.push(format!(
+                "a broken copy of report {} from {}, already salvaged from {first}: {e}",
+                header.report_id_key(),
+                header.reporter()
+            ));
+            self.stats.duplicate_reports += 1;
+            return Ok(Ok(()));
         }
         let digest = hex(&hasher.finalize());
         let mut warnings = reader.warnings().to_vec();
         drop(reader);
-        // Read to the end so that damage after </feedback> (a gzip CRC
-        // mismatch, a truncated member) is not silently ignored.
-        if let Err(e) = std::io::copy(doc.reader, &mut std::io::sink()) {
+        if let Some(e) = &broken {
+            // Salvage: the key is known, so what was read is kept and marked.
+            warnings.push(format!(
+                "salvaged: the report breaks after {records} records ({e}); the rest is lost"
+            ));
+        } else if let Err(e) = std::io::copy(doc.reader, &mut std::io::sink()) {
+            // Read to the end so that damage after </feedback> (a gzip CRC
+            // mismatch, a truncated member) is not silently ignored.
             warnings.push(format!("after the report: {e}"));
         }
-        self.store
-            .finish_report(report, records, messages, &digest, &warnings)?;
+        if let Some(old) = &known {
+            let first = self.store.describe_input(old.input)?;
+            warnings.push(format!("replaces the salvaged copy from {first}"));
+        }
+        self.store.finish_report(
+            report,
+            records,
+            messages,
+            &digest,
+            &warnings,
+            broken.is_some(),
+        )?;
         self.store.release(REPORT_SP)?;
         self.stats.reports += 1;
         self.stats.records += records as u64;

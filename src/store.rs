@@ -107,6 +107,8 @@ pub struct KnownReport {
     pub id: i64,
     pub input: i64,
     pub records_sha256: Option<String>,
+    /// Only part of it could be read; a complete copy replaces it.
+    pub salvaged: bool,
 }
 
 impl Store {
@@ -375,7 +377,7 @@ impl Store {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id, input, records_sha256 FROM reports
+                "SELECT id, input, records_sha256, salvaged FROM reports
                  WHERE reporter = ?1 AND report_id = ?2 AND policy_domain = ?3
                    AND begin_date = ?4 AND end_date = ?5",
             )?
@@ -392,6 +394,7 @@ impl Store {
                         id: r.get(0)?,
                         input: r.get(1)?,
                         records_sha256: r.get(2)?,
+                        salvaged: r.get(3)?,
                     })
                 },
             )
@@ -501,18 +504,20 @@ impl Store {
         message_count: i64,
         records_sha256: &str,
         warnings: &[String],
+        salvaged: bool,
     ) -> Result<()> {
         self.conn
             .prepare_cached(
                 "UPDATE reports SET record_count = ?2, message_count = ?3, records_sha256 = ?4,
-                    warnings = ?5 WHERE id = ?1",
+                    warnings = ?5, salvaged = ?6 WHERE id = ?1",
             )?
             .execute(params![
                 id,
                 record_count,
                 message_count,
                 records_sha256,
-                json_list(warnings)
+                json_list(warnings),
+                salvaged
             ])?;
         Ok(())
     }
@@ -592,7 +597,7 @@ impl Store {
                         SELECT json_array(document, org_name, reporter, email, extra_contact_info,
                             report_id, policy_domain, begin_date, end_date, p, sp, np, adkim,
                             aspf, pct, fo, testing, discovery_method, format, version, generator,
-                            errors, warnings, record_count, message_count, records_sha256) AS x
+                            errors, warnings, record_count, message_count, records_sha256, salvaged) AS x
                         FROM reports WHERE input = ?1 ORDER BY x)))
              FROM inputs WHERE id = ?1",
             [id],
@@ -652,6 +657,14 @@ impl Store {
                 self.add_report_warning(id, w)?;
             }
         }
+        Ok(())
+    }
+
+    /// Delete one report (its records go with it).
+    pub fn delete_report(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM reports WHERE id = ?1")?
+            .execute([id])?;
         Ok(())
     }
 

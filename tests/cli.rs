@@ -612,3 +612,43 @@ fn prune_removes_old_reports_and_their_inputs() {
     assert_eq!(env.sql("SELECT count(*) FROM raw_inputs"), 3);
     assert_eq!(env.run(&["prune"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_broken_report_is_salvaged_and_a_complete_copy_replaces_it() {
+    let env = Env::new();
+    let broken = "fixtures/malformed/reports/truncated.xml";
+    let stats = env.json(&["ingest", "--json", broken]);
+    assert_eq!(stats["reports"], 1, "{stats}");
+    assert_eq!(
+        env.sql(
+            "SELECT count(*) FROM reports WHERE salvaged = 1 AND report_id = 'rfc7489-plain-0001'"
+        ),
+        1
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports, json_each(reports.warnings) w WHERE w.value LIKE 'salvaged: the report breaks after 0 records (XML: document ends inside <row>)%'"),
+        1
+    );
+    let stats = env.json(&["ingest", "--json", "fixtures/reports/rfc7489-plain.xml"]);
+    assert_eq!(stats["reports"], 1, "{stats}");
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports"),
+        1,
+        "replaced, not added"
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports WHERE salvaged = 0 AND record_count = 3 AND warnings LIKE '%replaces the salvaged copy from input 1 (fixtures/malformed/reports/truncated.xml)%'"),
+        1
+    );
+    // The broken copy again, under another name: a duplicate, the complete one stays.
+    let again = env.dir.path().join("again.xml");
+    let mut bytes = std::fs::read(broken).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&again, bytes).unwrap();
+    let stats = env.json(&["ingest", "--json", again.to_str().unwrap()]);
+    assert_eq!(stats["duplicate_reports"], 1, "{stats}");
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports WHERE salvaged = 0 AND record_count = 3"),
+        1
+    );
+}

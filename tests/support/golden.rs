@@ -85,14 +85,15 @@ pub fn describe(root: &Path, path: &Path) -> String {
                      FROM records WHERE report = r.id ORDER BY id LIMIT 1),
                     (SELECT count(*) FROM dkim_results d JOIN records c ON c.id = d.record WHERE c.report = r.id),
                     (SELECT count(*) FROM spf_results s JOIN records c ON c.id = s.record WHERE c.report = r.id),
-                    coalesce(json_array_length(r.warnings), 0)
+                    coalesce(json_array_length(r.warnings), 0),
+                    CASE WHEN r.salvaged THEN ' | SALVAGED' ELSE '' END
              FROM reports r ORDER BY r.id",
         )
         .unwrap();
     let rows = stmt
         .query_map([], |r| {
             Ok(format!(
-                "  report {} | {} | {} | {}..{} | records {} messages {} | {} p={} | first {} | dkim {} spf {} | warnings {}\n",
+                "  report {} | {} | {} | {}..{} | records {} messages {} | {} p={} | first {} | dkim {} spf {} | warnings {}{}\n",
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
@@ -106,6 +107,7 @@ pub fn describe(root: &Path, path: &Path) -> String {
                 r.get::<_, i64>(10)?,
                 r.get::<_, i64>(11)?,
                 r.get::<_, i64>(12)?,
+                r.get::<_, String>(13)?,
             ))
         })
         .unwrap();
