@@ -203,6 +203,19 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
+        let l = &self.limits;
+        for (key, v) in [
+            ("max_input_bytes", l.max_input_bytes),
+            ("max_message_bytes", l.max_message_bytes),
+            ("max_decompressed_bytes", l.max_decompressed_bytes),
+        ] {
+            if v < 1024 {
+                return Err(format!("limits.{key} must be at least 1024 bytes"));
+            }
+        }
+        if l.max_zip_entries == 0 || l.max_nesting == 0 {
+            return Err("limits.max_zip_entries and limits.max_nesting must be at least 1".into());
+        }
         if self.limits.max_input_bytes > 900_000_000 {
             return Err("limits.max_input_bytes must be at most 900000000 (SQLite keeps each input in one blob)".into());
         }

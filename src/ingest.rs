@@ -244,7 +244,13 @@ impl<'s> Ingester<'s> {
             self.in_batch = true;
         }
         self.stats.inputs += 1;
-        let sha = hex(&Sha256::digest(header));
+        // Not the sha256 of the header alone: the header is not the input, and
+        // must not be mistaken for an input that consists of just those bytes.
+        let sha = hex(&Sha256::new()
+            .chain_update(header)
+            .chain_update(b"\0truncated: ")
+            .chain_update(reason.as_bytes())
+            .finalize());
         let reason = reason.to_string();
         let outcome = if let Some((id, kind)) = self.store.input_by_sha(&sha)? {
             self.stats.duplicate_inputs += 1;
@@ -373,7 +379,7 @@ impl<'s> Ingester<'s> {
                 problems.retain(|p| p.contains("limit"));
                 if problems.is_empty() {
                     problems.push(format!(
-                        "decompressed size limit {} bytes exceeded",
+                        "decompressed size limit {} bytes (max_decompressed_bytes) exceeded",
                         self.limits.max_decompressed_bytes
                     ));
                 }
@@ -389,6 +395,7 @@ impl<'s> Ingester<'s> {
                 reason = Some(match problems.len() {
                     0 => "no report found in the input".to_string(),
                     1 => problems.remove(0),
+                    2 => format!("{} (and 1 more problem)", problems.remove(0)),
                     n => format!("{} (and {} more problems)", problems.remove(0), n - 1),
                 });
                 warnings.extend(problems);

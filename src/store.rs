@@ -28,6 +28,9 @@ pub enum StoreError {
     /// The database was written by a newer dmarcdb.
     #[error("database schema version {found} is newer than this dmarcdb knows ({known}); upgrade dmarcdb")]
     TooNew { found: i64, known: i64 },
+    /// `query` was given a statement that writes.
+    #[error("the statement is not read-only; dmarcdb query only reads")]
+    NotReadOnly,
     /// There is no database at the path.
     #[error(
         "no database at {path} (dmarcdb ingest creates it; --db or $DMARCDB_DB chooses another)"

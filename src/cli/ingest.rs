@@ -120,7 +120,12 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
 /// One line per invalid input (even with -q: it is an error of that input),
 /// its warnings unless -q, and with -v every input.
 fn report(origin: &dmarcdb::fetch::Origin, o: &Outcome, quiet: bool, verbose: bool) {
-    if o.kind == Kind::Invalid && !o.duplicate {
+    if o.kind == Kind::Invalid && o.duplicate {
+        say(&format!(
+            "dmarcdb: invalid input {origin}: the same bytes as input {}, which is invalid (dmarcdb invalid show {})",
+            o.input, o.input
+        ));
+    } else if o.kind == Kind::Invalid {
         say(&format!(
             "dmarcdb: invalid input {origin}: {}",
             o.reason.as_deref().unwrap_or("unreadable")

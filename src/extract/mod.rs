@@ -122,7 +122,7 @@ pub enum ExtractError {
     Zip(String),
     /// The decompressed bytes of the input went over
     /// `Limits::max_decompressed_bytes`.
-    #[error("decompressed size limit {limit} bytes exceeded")]
+    #[error("decompressed size limit {limit} bytes (max_decompressed_bytes) exceeded")]
     SizeLimit { limit: u64 },
     /// A zip archive holds no XML document; `entries` lists its member names.
     #[error("zip holds no report (entries: {entries})")]

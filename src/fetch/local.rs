@@ -179,12 +179,22 @@ fn read_file<E>(
 ) -> std::io::Result<Result<(), E>> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let display = path.display().to_string();
-    let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut reader = BufReader::with_capacity(1 << 16, file);
     if !reader.fill_buf()?.starts_with(b"From ") {
         let origin = Origin::Path {
             path: display,
             mbox_index: None,
         };
+        if size > max_bytes {
+            // Known too large: read only what is kept.
+            let mut head = Vec::new();
+            (&mut reader).take(64 << 10).read_to_end(&mut head)?;
+            return Ok(f(RawInput::oversize(
+                origin, name, head, size, SETTING, max_bytes,
+            )));
+        }
         return Ok(match read_capped(reader, max_bytes)? {
             (bytes, None) => f(RawInput::new(origin, name, bytes)),
             (head, Some(size)) => f(RawInput::oversize(

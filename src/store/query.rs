@@ -1,6 +1,6 @@
 //! Read-side queries: the summary's SQL and running users' queries.
 
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection};
 
@@ -254,6 +254,11 @@ pub fn run_readonly(path: &str, sql: &str, sink: &mut dyn RowSink) -> Result<()>
     )?;
     conn.pragma_update(None, "query_only", "ON")?;
     let mut stmt = conn.prepare(sql)?;
+    // VACUUM INTO would create its target file before the read-only
+    // connection refuses it; refuse every statement that is not a read.
+    if !stmt.readonly() {
+        return Err(StoreError::NotReadOnly);
+    }
     let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
     sink.columns(&columns);
     let n = columns.len();

@@ -117,45 +117,56 @@ fn run_password_command(cmd: &str) -> Result<String, String> {
 }
 
 fn run_password_command_within(cmd: &str, timeout: std::time::Duration) -> Result<String, String> {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // Its own process group, so that on a timeout everything it started goes too.
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run password_command: {e}"))?;
     // Read in a thread so that a command that never ends (a GPG agent waiting
-    // for a passphrase under cron) cannot hang the run: it is killed after
-    // PASSWORD_COMMAND_TIMEOUT.
-    let reader = child.stdout.take().map(|mut s| {
+    // for a passphrase under cron), or leaves a child holding its output open,
+    // cannot hang the run: the whole group is killed after `timeout`.
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(mut s) = child.stdout.take() {
         std::thread::spawn(move || {
             let mut out = Vec::new();
             let r = s.read_to_end(&mut out);
-            (out, r)
-        })
-    });
+            let _ = tx.send((out, r));
+        });
+    }
     let deadline = std::time::Instant::now() + timeout;
+    let give_up = |child: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = child.kill();
+        let _ = child.wait();
+        format!(
+            "password_command did not finish within {} s; killed it",
+            timeout.as_secs()
+        )
+    };
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20))
             }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "password_command did not finish within {} s; killed it",
-                    timeout.as_secs()
-                ));
-            }
+            Ok(None) => return Err(give_up(&mut child)),
             Err(e) => return Err(format!("cannot wait for password_command: {e}")),
         }
     };
-    let (out, read) = match reader.map(|h| h.join()) {
-        Some(Ok((out, r))) => (out, r.map(|_| ())),
-        _ => (Vec::new(), Ok(())),
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let (out, read) = match rx.recv_timeout(left) {
+        Ok((out, r)) => (out, r.map(|_| ())),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Err(give_up(&mut child)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => (Vec::new(), Ok(())),
     };
     if !status.success() {
         zero(out);
