@@ -111,7 +111,8 @@ pub struct Limits {
     /// IMAP messages larger than this (RFC822.SIZE) are not fetched (default 64 MiB).
     pub max_message_bytes: u64,
     /// Files, mbox messages and stdin larger than this are kept as invalid
-    /// with their header only (default 512 MiB; SQLite cannot hold 1 GB).
+    /// with their header only (default 64 MiB; an input is held in memory
+    /// whole, and SQLite cannot hold more than 1 GB in one blob).
     pub max_input_bytes: u64,
 }
 
@@ -122,7 +123,7 @@ impl Default for Limits {
             max_zip_entries: 1000,
             max_nesting: 4,
             max_message_bytes: 64 << 20,
-            max_input_bytes: 512 << 20,
+            max_input_bytes: 64 << 20,
         }
     }
 }

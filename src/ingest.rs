@@ -521,6 +521,11 @@ impl<'s> Ingester<'s> {
                     self.store.insert_record(report, &rec)?;
                 }
                 Ok(None) => break None,
+                Err(e) if e.is_limit() => {
+                    // Over a cap is not "broken": nothing of it is kept.
+                    self.store.rollback_to(REPORT_SP)?;
+                    return Ok(Err(e.to_string()));
+                }
                 Err(e) => break Some(e.to_string()),
             }
         };

@@ -581,7 +581,8 @@ fn cap_decompressed_size() {
     let docs = docs_of(&payload("r.xml.gz", ok), &limits, &budget);
     assert_eq!(docs.len(), 1);
     assert!(
-        errs(&docs)[0].contains("decompressed size limit 1048576 bytes (max_decompressed_bytes) exceeded"),
+        errs(&docs)[0]
+            .contains("decompressed size limit 1048576 bytes (max_decompressed_bytes) exceeded"),
         "{docs:?}"
     );
 
@@ -605,7 +606,8 @@ fn cap_decompressed_size() {
     let docs = all_docs(&x, &limits);
     assert_eq!(oks(&docs).len(), 1, "{docs:?}");
     assert!(
-        errs(&docs)[0].contains("decompressed size limit 2000 bytes (max_decompressed_bytes) exceeded"),
+        errs(&docs)[0]
+            .contains("decompressed size limit 2000 bytes (max_decompressed_bytes) exceeded"),
         "{docs:?}"
     );
 }

@@ -122,6 +122,16 @@ pub enum ParseError {
     TooManyBuffered(usize),
 }
 
+impl ParseError {
+    /// True when a resource cap was broken: such a document is not salvaged.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            ParseError::TooDeep(_) | ParseError::TooLarge { .. } | ParseError::TooManyBuffered(_)
+        )
+    }
+}
+
 /// Resource caps; every breach is a [`ParseError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseLimits {
