@@ -159,19 +159,12 @@ fn cases() -> Vec<Case> {
             }),
         ),
         c(
-            "xml-text-node-300MB",
-            "text.xml",
+            "xml-text-node-300MB (gzip)",
+            "text.xml.gz",
             Box::new(|p| {
-                xml_file(p, |w| {
-                    w.write_all(HEAD.as_bytes()).unwrap();
-                    w.write_all(b"<record><row><source_ip>").unwrap();
-                    let block = vec![b'x'; 1 << 20];
-                    for _ in 0..300 {
-                        w.write_all(&block).unwrap();
-                    }
-                    w.write_all(b"</source_ip></row></record></feedback>")
-                        .unwrap();
-                })
+                let head = format!("{HEAD}<record><row><source_ip>");
+                let tail = b"</source_ip></row></record></feedback>";
+                gzip_stream(p, head.as_bytes(), b'x', 300 << 20, tail)
             }),
         ),
         c(
