@@ -291,7 +291,7 @@ fn unpack_zip<E>(
         let label = if member.is_empty() {
             format!("#{}", i + 1)
         } else {
-            member.clone()
+            super::printable_name(&member)
         };
         let doc_name = format!("{name}/{label}");
         ctx.labels.push(label.clone());

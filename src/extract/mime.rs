@@ -360,10 +360,10 @@ fn leaf<'x>(
     sub: &str,
     top: bool,
 ) {
-    let mime = format!("{ty}/{sub}");
+    let mime = super::printable_name(&format!("{ty}/{sub}"));
     let file_name = part
         .attachment_name()
-        .map(|n| n.trim().to_string())
+        .map(|n| super::printable_name(n.trim()))
         .filter(|n| !n.is_empty());
     let lower = file_name.as_deref().unwrap_or_default().to_lowercase();
     let held = part_bytes(msg, part);

@@ -248,6 +248,24 @@ pub struct Document<'r> {
     pub reader: &'r mut dyn BufRead,
 }
 
+/// A name (file name, zip member, attachment) as it is shown in messages and
+/// stored: control characters (a line break in a zip member's name, …) are
+/// escaped, so that every reason stays one line.
+pub(crate) fn printable_name(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Look at an input's bytes: a mail, or a plain file.
 ///
 /// `name` is a file-name hint (local files) or `None` (mails from IMAP).
@@ -262,7 +280,7 @@ pub fn extract<'a>(bytes: &'a [u8], name: Option<&str>) -> Extracted<'a> {
 /// A plain (non-mail) file: one payload if it is XML, gzip or zip.
 fn plain_file<'a>(bytes: &'a [u8], name: Option<&str>) -> Extracted<'a> {
     let file_name = name
-        .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).to_string())
+        .map(|n| printable_name(n.rsplit(['/', '\\']).next().unwrap_or(n)))
         .unwrap_or_else(|| "input".to_string());
     let lower = file_name.to_ascii_lowercase();
     let mut out = Extracted {
