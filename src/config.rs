@@ -48,6 +48,31 @@ pub enum TlsMode {
     None,
 }
 
+/// The inline `password` of an account. Its Debug output is `***`, so that
+/// printing a config (or an account) can never show it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct InlinePassword(String);
+
+impl InlinePassword {
+    /// The password itself, for logging in.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for InlinePassword {
+    fn from(s: &str) -> Self {
+        InlinePassword(s.to_string())
+    }
+}
+
+impl std::fmt::Debug for InlinePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// One `[[imap]]` account.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +91,7 @@ pub struct ImapAccount {
     pub ca_file: Option<PathBuf>,
     pub username: String,
     /// Inline password (prefer one of the other three).
-    pub password: Option<String>,
+    pub password: Option<InlinePassword>,
     /// A file whose first line is the password.
     pub password_file: Option<PathBuf>,
     /// An environment variable holding the password.
@@ -315,5 +340,13 @@ mod tests {
         .unwrap();
         assert!(two.check().unwrap_err().contains("only one"));
         assert!(Config::from_toml("[[imap]]\nname='a'\nbogus=1\n").is_err());
+        let inline =
+            Config::from_toml("[[imap]]\nname='a'\nhost='h'\nusername='u'\npassword='hunter2'\n")
+                .unwrap();
+        assert!(!format!("{inline:?}").contains("hunter2"));
+        assert_eq!(
+            inline.imap[0].password.as_ref().unwrap().expose(),
+            "hunter2"
+        );
     }
 }

@@ -59,21 +59,6 @@ impl Stats {
         } += 1;
     }
 
-    /// Add another run's counts.
-    pub fn add(&mut self, o: &Stats) {
-        self.inputs += o.inputs;
-        self.reports += o.reports;
-        self.records += o.records;
-        self.duplicate_inputs += o.duplicate_inputs;
-        self.duplicate_reports += o.duplicate_reports;
-        self.aggregate += o.aggregate;
-        self.failure += o.failure;
-        self.tlsrpt += o.tlsrpt;
-        self.bounce += o.bounce;
-        self.other += o.other;
-        self.invalid += o.invalid;
-    }
-
     /// The closing line.
     pub fn line(&self) -> String {
         format!(

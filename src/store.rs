@@ -140,11 +140,6 @@ impl Store {
         )?)
     }
 
-    /// The path of the open database file.
-    pub fn path(&self) -> Option<&str> {
-        self.conn.path()
-    }
-
     /// A private in-memory store (tests).
     pub fn open_in_memory() -> Result<Store> {
         Store::setup(Connection::open_in_memory()?)

@@ -50,7 +50,7 @@ pub fn resolve_password(account: &ImapAccount) -> Result<Secret, FetchError> {
         message,
     };
     let secret = if let Some(p) = &account.password {
-        p.clone()
+        p.expose().to_string()
     } else if let Some(path) = &account.password_file {
         let text = std::fs::read(path)
             .map_err(|e| err(format!("cannot read password_file {}: {e}", path.display())))?;
