@@ -317,12 +317,7 @@ impl<'s> Ingester<'s> {
         let mut warnings = extracted.warnings.clone();
         let mut kind = extracted.kind;
         let mut reason = extracted.reason.clone();
-        if input.bytes.is_empty() {
-            // Whatever its name says, so that the same (empty) bytes always get the same kind.
-            kind = Kind::Invalid;
-            reason = Some("input is empty".into());
-            warnings.clear();
-        } else if !extracted.payloads.is_empty() {
+        if !extracted.payloads.is_empty() {
             let budget = Budget::new(&self.limits);
             let before = (self.stats.reports, self.stats.records);
             self.store.savepoint(DOCS_SP)?;

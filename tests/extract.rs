@@ -358,8 +358,9 @@ fn plain_files() {
         (b"{\"a\":1}", Some("x!001.json"), Kind::Tlsrpt, 0),
         (b"hello world", None, Kind::Other, 0),
         (b"hello world", Some("r.xml"), Kind::Aggregate, 1),
-        (b"", Some("empty.xml"), Kind::Aggregate, 1),
-        (b"", None, Kind::Other, 0),
+        // Empty bytes are invalid whatever the name says.
+        (b"", Some("empty.xml"), Kind::Invalid, 0),
+        (b"", None, Kind::Invalid, 0),
         (
             b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
             None,

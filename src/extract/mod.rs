@@ -271,6 +271,17 @@ pub(crate) fn printable_name(s: &str) -> String {
 /// `name` is a file-name hint (local files) or `None` (mails from IMAP).
 /// Pure; never panics.
 pub fn extract<'a>(bytes: &'a [u8], name: Option<&str>) -> Extracted<'a> {
+    if bytes.is_empty() {
+        // Whatever its name says, so that the same (empty) bytes always get
+        // the same kind.
+        return Extracted {
+            mail: None,
+            kind: Kind::Invalid,
+            payloads: vec![],
+            reason: Some("input is empty".into()),
+            warnings: vec![],
+        };
+    }
     if let Some(start) = sniff::mail_start(bytes, name) {
         return mime::extract_mail(bytes, start);
     }
