@@ -15,26 +15,16 @@ use std::process::Command;
 
 const GIB: u64 = 1 << 30;
 
-const HEAD: &str =
-    "<?xml version=\"1.0\"?>\n<feedback>\n<report_metadata><org_name>bench.example.net</org_name>\
-<email>dmarc@bench.example.net</email><report_id>bench-1</report_id>\
-<date_range><begin>1700000000</begin><end>1700086399</end></date_range></report_metadata>\n\
-<policy_published><domain>example.com</domain><p>none</p></policy_published>\n";
+/// Metadata and policy of the benchmark reports.
+fn head() -> String {
+    dmarcdb::synthetic::head("bench-1")
+}
 
+/// One record as text.
 fn record(i: u64) -> String {
-    format!(
-        "<record><row><source_ip>{}</source_ip><count>{}</count><policy_evaluated><disposition>none</disposition>\
-<dkim>{}</dkim><spf>pass</spf></policy_evaluated></row><identifiers><header_from>example.com</header_from></identifiers>\
-<auth_results><dkim><domain>example.com</domain><selector>s1</selector><result>pass</result></dkim>\
-<spf><domain>example.com</domain><scope>mfrom</scope><result>pass</result></spf></auth_results></record>\n",
-        if i.is_multiple_of(3) {
-            format!("2001:db8::{:x}", i % 65536)
-        } else {
-            format!("198.51.100.{}", i % 256)
-        },
-        i % 9 + 1,
-        if i.is_multiple_of(5) { "fail" } else { "pass" }
-    )
+    let mut out = Vec::new();
+    dmarcdb::synthetic::record(i, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Write `n` bytes produced in chunks by `chunk` through gzip into `path`.
@@ -62,7 +52,7 @@ fn zip_big_entries(path: &Path, entries: usize, each: u64) {
     let block = vec![b' '; 1 << 20];
     for e in 0..entries {
         z.start_file(format!("r{e}.xml"), opts).unwrap();
-        z.write_all(HEAD.as_bytes()).unwrap();
+        z.write_all(head().as_bytes()).unwrap();
         let mut left = each;
         while left > 0 {
             let k = left.min(block.len() as u64) as usize;
@@ -86,7 +76,7 @@ fn zip_many_entries(path: &Path, entries: usize) {
 }
 
 fn nested_gzip(path: &Path, depth: usize) {
-    let mut bytes = format!("{HEAD}{}</feedback>\n", record(1)).into_bytes();
+    let mut bytes = format!("{}{}</feedback>\n", head(), record(1)).into_bytes();
     for _ in 0..depth {
         let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
         gz.write_all(&bytes).unwrap();
@@ -104,11 +94,11 @@ fn xml_file(path: &Path, write: impl FnOnce(&mut dyn Write)) {
 fn million_records(path: &Path, n: u64) {
     let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut gz = GzEncoder::new(f, Compression::default());
-    gz.write_all(HEAD.as_bytes()).unwrap();
-    for i in 0..n {
-        gz.write_all(record(i).as_bytes()).unwrap();
-    }
-    gz.write_all(b"</feedback>\n").unwrap();
+    std::io::copy(
+        &mut dmarcdb::synthetic::SyntheticReport::new("bench-1", n),
+        &mut gz,
+    )
+    .unwrap();
     gz.finish().unwrap().flush().unwrap();
 }
 
@@ -129,7 +119,7 @@ fn cases() -> Vec<Case> {
         c(
             "gzip-report-then-3GiB-whitespace",
             "ws.xml.gz",
-            Box::new(|p| gzip_stream(p, HEAD.as_bytes(), b' ', 3 * GIB, b"</feedback>")),
+            Box::new(|p| gzip_stream(p, head().as_bytes(), b' ', 3 * GIB, b"</feedback>")),
         ),
         c(
             "zip-4x1GiB-entries",
@@ -151,7 +141,7 @@ fn cases() -> Vec<Case> {
             "deep.xml",
             Box::new(|p| {
                 xml_file(p, |w| {
-                    w.write_all(HEAD.as_bytes()).unwrap();
+                    w.write_all(head().as_bytes()).unwrap();
                     for _ in 0..1_000_000 {
                         w.write_all(b"<a>").unwrap();
                     }
@@ -162,7 +152,7 @@ fn cases() -> Vec<Case> {
             "xml-text-node-300MB (gzip)",
             "text.xml.gz",
             Box::new(|p| {
-                let head = format!("{HEAD}<record><row><source_ip>");
+                let head = format!("{}<record><row><source_ip>", head());
                 let tail = b"</source_ip></row></record></feedback>";
                 gzip_stream(p, head.as_bytes(), b'x', 300 << 20, tail)
             }),
@@ -200,8 +190,9 @@ fn cases() -> Vec<Case> {
                     }
                     w.write_all(b"]>\n").unwrap();
                     w.write_all(
-                        HEAD.replace("<?xml version=\"1.0\"?>\n", "")
-                            .replace("bench.example.net</org_name>", "&lol9;</org_name>")
+                        head()
+                            .replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", "")
+                            .replace("synthetic.example.org</org_name>", "&lol9;</org_name>")
                             .as_bytes(),
                     )
                     .unwrap();
@@ -217,8 +208,9 @@ fn cases() -> Vec<Case> {
                 xml_file(p, |w| {
                     w.write_all(b"<?xml version=\"1.0\"?>\n<!DOCTYPE feedback [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\n").unwrap();
                     w.write_all(
-                        HEAD.replace("<?xml version=\"1.0\"?>\n", "")
-                            .replace("bench.example.net</org_name>", "&x;</org_name>")
+                        head()
+                            .replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", "")
+                            .replace("synthetic.example.org</org_name>", "&x;</org_name>")
                             .as_bytes(),
                     )
                     .unwrap();

@@ -14,3 +14,4 @@ pub mod kind;
 pub mod parse;
 pub mod store;
 pub mod summary;
+pub mod synthetic;

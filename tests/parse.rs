@@ -9,86 +9,9 @@
 //! per process).
 
 use dmarcdb::parse::{parse_slice, Format, ParseError, ParseLimits, ReportReader};
-use std::io::{self, BufRead, Read, Write};
+use dmarcdb::synthetic::SyntheticReport;
+use std::io::{self, BufRead, Write};
 use std::time::Instant;
-
-const HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n  <version>1.0</version>\n  <report_metadata>\n    <org_name>bench.example.org</org_name>\n    <email>dmarc@bench.example.org</email>\n    <report_id>bench-1</report_id>\n    <date_range>\n      <begin>1700000000</begin>\n      <end>1700086399</end>\n    </date_range>\n  </report_metadata>\n  <policy_published>\n    <domain>example.com</domain>\n    <adkim>r</adkim>\n    <aspf>r</aspf>\n    <p>none</p>\n    <sp>none</sp>\n    <pct>100</pct>\n    <fo>0</fo>\n  </policy_published>\n";
-
-/// One record shaped like a typical large-provider record (~820 bytes).
-fn record(i: u64, out: &mut Vec<u8>) {
-    let ip = if i.is_multiple_of(3) {
-        format!("2001:db8::{:x}", i % 65536)
-    } else {
-        format!("198.51.100.{}", i % 256)
-    };
-    let _ = write!(
-        out,
-        "  <record>\n    <row>\n      <source_ip>{ip}</source_ip>\n      <count>{}</count>\n      <policy_evaluated>\n        <disposition>none</disposition>\n        <dkim>pass</dkim>\n        <spf>fail</spf>\n      </policy_evaluated>\n    </row>\n    <identifiers>\n      <envelope_from>bounce.example.com</envelope_from>\n      <header_from>example.com</header_from>\n    </identifiers>\n    <auth_results>\n      <dkim>\n        <domain>example.com</domain>\n        <selector>s{}</selector>\n        <result>pass</result>\n      </dkim>\n      <dkim>\n        <domain>esp.example.net</domain>\n        <selector>esp</selector>\n        <result>fail</result>\n      </dkim>\n      <spf>\n        <domain>bounce.example.com</domain>\n        <scope>mfrom</scope>\n        <result>softfail</result>\n      </spf>\n    </auth_results>\n  </record>\n",
-        i % 7 + 1,
-        i % 10
-    );
-}
-
-/// A report with `n` records produced on the fly, never held in memory.
-struct Generated {
-    n: u64,
-    i: u64,
-    chunk: Vec<u8>,
-    pos: usize,
-    stage: u8,
-}
-
-impl Generated {
-    fn new(n: u64) -> Self {
-        Generated {
-            n,
-            i: 0,
-            chunk: Vec::new(),
-            pos: 0,
-            stage: 0,
-        }
-    }
-}
-
-impl Read for Generated {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(buf.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for Generated {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos >= self.chunk.len() {
-            self.chunk.clear();
-            self.pos = 0;
-            match self.stage {
-                0 => {
-                    self.chunk.extend_from_slice(HEAD.as_bytes());
-                    self.stage = 1;
-                }
-                1 if self.i < self.n => {
-                    while self.i < self.n && self.chunk.len() < 64 * 1024 {
-                        record(self.i, &mut self.chunk);
-                        self.i += 1;
-                    }
-                }
-                1 => {
-                    self.chunk.extend_from_slice(b"</feedback>\n");
-                    self.stage = 2;
-                }
-                _ => return Ok(&[]),
-            }
-        }
-        Ok(&self.chunk[self.pos..])
-    }
-    fn consume(&mut self, amt: usize) {
-        self.pos += amt;
-    }
-}
 
 fn drain<R: BufRead>(rr: &mut ReportReader<R>) -> (u64, i64) {
     rr.header().expect("header");
@@ -128,7 +51,7 @@ fn public_api_smoke() {
         parse_slice(b"<feedback>").unwrap_err(),
         ParseError::Truncated(_)
     ));
-    let mut rr = ReportReader::new(Generated::new(1000));
+    let mut rr = ReportReader::new(SyntheticReport::new("bench-1", 1000));
     assert_eq!(drain(&mut rr).0, 1000);
 }
 
@@ -138,7 +61,7 @@ fn throughput() {
     let path = std::env::temp_dir().join("dmarcdb-parse-bench-200k.xml");
     let n = 200_000u64;
     if !path.exists() {
-        let mut g = Generated::new(n);
+        let mut g = SyntheticReport::new("bench-1", n);
         let mut f = io::BufWriter::new(std::fs::File::create(&path).unwrap());
         io::copy(&mut g, &mut f).unwrap();
         f.flush().unwrap();
@@ -189,11 +112,13 @@ fn peak_rss_kb() -> Option<u64> {
 #[ignore = "measurement; run with --release --ignored --nocapture"]
 fn flat_memory() {
     // Warm up so that allocator and buffers reach their steady size.
-    drain(&mut ReportReader::new(Generated::new(10_000)));
+    drain(&mut ReportReader::new(SyntheticReport::new(
+        "bench-1", 10_000,
+    )));
     let before = peak_rss_kb();
     let t = Instant::now();
     let n = 1_000_000;
-    let (count, total) = drain(&mut ReportReader::new(Generated::new(n)));
+    let (count, total) = drain(&mut ReportReader::new(SyntheticReport::new("bench-1", n)));
     assert_eq!(count, n);
     assert!(total > 0);
     let after = peak_rss_kb();

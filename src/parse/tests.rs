@@ -792,87 +792,6 @@ fn read_errors_keep_their_message() {
     assert_eq!(e.to_string(), "read error: corrupt deflate stream");
 }
 
-/// Generates a report with `n` records on the fly, never held in memory.
-pub(crate) struct Generated {
-    n: u64,
-    i: u64,
-    chunk: Vec<u8>,
-    pos: usize,
-    stage: u8,
-}
-
-impl Generated {
-    pub(crate) fn new(n: u64) -> Self {
-        Generated {
-            n,
-            i: 0,
-            chunk: Vec::new(),
-            pos: 0,
-            stage: 0,
-        }
-    }
-}
-
-pub(crate) const GEN_HEAD: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feedback>\n  <version>1.0</version>\n  <report_metadata>\n    <org_name>gen.example.org</org_name>\n    <email>dmarc@gen.example.org</email>\n    <report_id>generated-1</report_id>\n    <date_range>\n      <begin>1700000000</begin>\n      <end>1700086399</end>\n    </date_range>\n  </report_metadata>\n  <policy_published>\n    <domain>example.com</domain>\n    <adkim>r</adkim>\n    <aspf>r</aspf>\n    <p>none</p>\n    <sp>none</sp>\n    <pct>100</pct>\n    <fo>0</fo>\n  </policy_published>\n";
-
-pub(crate) fn gen_record(i: u64, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    let _ = write!(
-        out,
-        "  <record>\n    <row>\n      <source_ip>{}</source_ip>\n      <count>{}</count>\n      <policy_evaluated>\n        <disposition>none</disposition>\n        <dkim>pass</dkim>\n        <spf>fail</spf>\n      </policy_evaluated>\n    </row>\n    <identifiers>\n      <envelope_from>bounce.example.com</envelope_from>\n      <header_from>example.com</header_from>\n    </identifiers>\n    <auth_results>\n      <dkim>\n        <domain>example.com</domain>\n        <selector>s{}</selector>\n        <result>pass</result>\n      </dkim>\n      <spf>\n        <domain>bounce.example.com</domain>\n        <scope>mfrom</scope>\n        <result>softfail</result>\n      </spf>\n    </auth_results>\n  </record>\n",
-        if i.is_multiple_of(3) {
-            format!("2001:db8::{:x}", i % 65536)
-        } else {
-            format!("198.51.100.{}", i % 256)
-        },
-        i % 7 + 1,
-        i % 10
-    );
-}
-
-impl Read for Generated {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(buf.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for Generated {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos >= self.chunk.len() {
-            self.chunk.clear();
-            self.pos = 0;
-            match self.stage {
-                0 => {
-                    self.chunk.extend_from_slice(GEN_HEAD.as_bytes());
-                    self.stage = 1;
-                }
-                1 if self.i < self.n => {
-                    for _ in 0..64 {
-                        if self.i >= self.n {
-                            break;
-                        }
-                        gen_record(self.i, &mut self.chunk);
-                        self.i += 1;
-                    }
-                }
-                1 => {
-                    self.chunk.extend_from_slice(b"</feedback>\n");
-                    self.stage = 2;
-                }
-                _ => return Ok(&[]),
-            }
-        }
-        Ok(&self.chunk[self.pos..])
-    }
-    fn consume(&mut self, amt: usize) {
-        self.pos += amt;
-    }
-}
-
 #[test]
 fn reader_is_send() {
     fn assert_send<T: Send>() {}
@@ -883,7 +802,7 @@ fn reader_is_send() {
 #[test]
 fn streams_many_records() {
     let n = 20_000;
-    let mut rr = ReportReader::new(Generated::new(n));
+    let mut rr = ReportReader::new(crate::synthetic::SyntheticReport::new("generated-1", n));
     assert_eq!(rr.header().unwrap().report_id, "generated-1");
     let (mut count, mut total) = (0u64, 0i64);
     while let Some(r) = rr.next_record().unwrap() {
