@@ -37,7 +37,14 @@ pub fn visit<E>(
     on_error: &mut dyn FnMut(LocalError),
     f: &mut dyn FnMut(RawInput) -> Result<(), E>,
 ) -> Result<(), E> {
-    let walker = Walker { max_bytes, skip };
+    let walker = Walker {
+        max_bytes,
+        skip: skip
+            .paths
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect(),
+    };
     for p in paths {
         if p.as_os_str() == "-" {
             match read_capped(std::io::stdin().lock(), max_bytes) {
@@ -84,12 +91,13 @@ fn is_bookkeeping(name: &str) -> bool {
         || name.starts_with("courierimap")
 }
 
-struct Walker<'a> {
+struct Walker {
     max_bytes: u64,
-    skip: &'a Skip,
+    /// `Skip::paths` that exist, resolved once.
+    skip: Vec<PathBuf>,
 }
 
-impl Walker<'_> {
+impl Walker {
     fn walk<E>(
         &self,
         path: &Path,
@@ -147,11 +155,7 @@ impl Walker<'_> {
             return Ok(());
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !given
-            && (name.starts_with('.')
-                || is_bookkeeping(name)
-                || self.skip.paths.iter().any(|p| same_file(p, path)))
-        {
+        if !given && (name.starts_with('.') || is_bookkeeping(name) || self.is_skipped(path)) {
             return Ok(());
         }
         match read_file(path, self.max_bytes, f) {
@@ -164,10 +168,13 @@ impl Walker<'_> {
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+impl Walker {
+    /// Resolves the path only when its name matches a skipped file's, so a
+    /// large directory costs no extra system call per file.
+    fn is_skipped(&self, path: &Path) -> bool {
+        let name = path.file_name();
+        self.skip.iter().any(|s| s.file_name() == name)
+            && std::fs::canonicalize(path).is_ok_and(|c| self.skip.contains(&c))
     }
 }
 
