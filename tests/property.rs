@@ -339,8 +339,20 @@ proptest! {
     })]
 
     #[test]
-    fn hostile_input_through_the_pipeline(s in shape()) {
-        let (bytes, name) = build(&s);
+    fn hostile_input_through_the_pipeline(
+        s in shape(),
+        // A control character in the file-name hint (it names the parts in
+        // reasons, which must stay one line).
+        twist in proptest::option::weighted(
+            0.2,
+            (any::<Index>(), proptest::sample::select(vec!['\n', '\r', '\t', '\0', '\u{1b}'])),
+        ),
+    ) {
+        let (bytes, mut name) = build(&s);
+        if let (Some(n), Some((i, c))) = (name.as_mut(), twist) {
+            let at = n.char_indices().map(|(k, _)| k).nth(i.index(n.chars().count().max(1))).unwrap_or(0);
+            n.insert(at, c);
+        }
         check(bytes, name)?;
     }
 }
