@@ -28,6 +28,8 @@ pub struct Stats {
     pub duplicate_inputs: u64,
     /// Reports skipped because a report with the same key was already stored.
     pub duplicate_reports: u64,
+    /// Salvaged reports replaced by a complete copy (counted here, not in `reports`).
+    pub replaced_salvaged: u64,
     /// New inputs kept by kind.
     pub aggregate: u64,
     pub failure: u64,
@@ -61,6 +63,17 @@ impl Stats {
 
     /// The closing line.
     pub fn line(&self) -> String {
+        let mut line = self.counts();
+        if self.replaced_salvaged > 0 {
+            line.push_str(&format!(
+                ", {} salvaged reports replaced by complete copies",
+                self.replaced_salvaged
+            ));
+        }
+        line
+    }
+
+    fn counts(&self) -> String {
         format!(
             "{} inputs seen, {} reports stored ({} records), {} duplicates skipped ({} inputs seen before, {} reports stored before), {} other kinds kept, {} invalid inputs kept",
             self.inputs,
@@ -546,8 +559,19 @@ impl<'s> Ingester<'s> {
             broken.is_some(),
         )?;
         self.store.release(REPORT_SP)?;
-        self.stats.reports += 1;
-        self.stats.records += records as u64;
+        // Counts stay what the store holds: a replacement adds no report, and
+        // its records take the place of the salvaged ones.
+        match &known {
+            Some(old) => {
+                self.stats.replaced_salvaged += 1;
+                self.stats.records = (self.stats.records + records as u64)
+                    .saturating_sub(old.record_count.max(0) as u64);
+            }
+            None => {
+                self.stats.reports += 1;
+                self.stats.records += records as u64;
+            }
+        }
         Ok(Ok(()))
     }
 }

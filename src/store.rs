@@ -112,6 +112,7 @@ pub struct KnownReport {
     pub records_sha256: Option<String>,
     /// Only part of it could be read; a complete copy replaces it.
     pub salvaged: bool,
+    pub record_count: i64,
 }
 
 impl Store {
@@ -375,7 +376,7 @@ impl Store {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id, input, records_sha256, salvaged FROM reports
+                "SELECT id, input, records_sha256, salvaged, record_count FROM reports
                  WHERE reporter = ?1 AND report_id = ?2 AND policy_domain = ?3
                    AND begin_date = ?4 AND end_date = ?5",
             )?
@@ -393,6 +394,7 @@ impl Store {
                         input: r.get(1)?,
                         records_sha256: r.get(2)?,
                         salvaged: r.get(3)?,
+                        record_count: r.get(4)?,
                     })
                 },
             )
