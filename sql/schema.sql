@@ -117,8 +117,9 @@ CREATE TABLE reports (
     message_count      INTEGER NOT NULL DEFAULT 0,
     -- sha256 over the parsed records: tells a true duplicate from a reused key.
     records_sha256     TEXT,
-    -- 1 when the report broke part-way and only what came before was kept
-    -- (the warnings say where); a complete copy arriving later replaces it.
+    -- 1 when the report broke part-way and only what came before was kept, or
+    -- was read past mismatched end tags (the warnings say where); a complete,
+    -- well-formed copy arriving later replaces it.
     salvaged           INTEGER NOT NULL DEFAULT 0,
     UNIQUE (reporter, report_id, policy_domain, begin_date, end_date)
 );

@@ -472,6 +472,14 @@ impl<'s> Ingester<'s> {
             // Same key: keep the first. Read the records anyway to tell a true
             // copy from a reporter that sent other data under the same key.
             match drain_digest(&mut reader) {
+                Ok(_) if reader.recovered() => {
+                    let first = self.store.describe_input(known.input)?;
+                    self.input_warnings.push(format!(
+                        "a copy of report {} from {} that is not well-formed, stored complete from {first}",
+                        header.report_id_key(),
+                        header.reporter()
+                    ));
+                }
                 Ok((digest, _, _)) if Some(&digest) != known.records_sha256.as_ref() => {
                     let first = self.store.describe_input(known.input)?;
                     let second = self.store.describe_input(input)?;
@@ -535,6 +543,9 @@ impl<'s> Ingester<'s> {
         }
         let digest = hex(&hasher.finalize());
         let mut warnings = reader.warnings().to_vec();
+        // Read past a mismatched end tag: maybe not all of it, so a
+        // well-formed copy replaces it like a salvaged one.
+        let salvaged = broken.is_some() || reader.recovered();
         drop(reader);
         if let Some(e) = &broken {
             // Salvage: the key is known, so what was read is kept and marked.
@@ -550,14 +561,8 @@ impl<'s> Ingester<'s> {
             let first = self.store.describe_input(old.input)?;
             warnings.push(format!("replaces the salvaged copy from {first}"));
         }
-        self.store.finish_report(
-            report,
-            records,
-            messages,
-            &digest,
-            &warnings,
-            broken.is_some(),
-        )?;
+        self.store
+            .finish_report(report, records, messages, &digest, &warnings, salvaged)?;
         self.store.release(REPORT_SP)?;
         // Counts stay what the store holds: a replacement adds no report, and
         // its records take the place of the salvaged ones.

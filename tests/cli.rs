@@ -614,6 +614,48 @@ fn prune_removes_old_reports_and_their_inputs() {
 }
 
 #[test]
+fn a_report_with_mismatched_end_tags_is_recovered_and_a_well_formed_copy_replaces_it() {
+    let env = Env::new();
+    let stats = env.json(&[
+        "ingest",
+        "--json",
+        "fixtures/malformed/reports/mismatched-tags-recoverable.xml",
+    ]);
+    assert_eq!(
+        (stats["reports"].as_i64(), stats["records"].as_i64()),
+        (Some(1), Some(3)),
+        "{stats}"
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports WHERE salvaged = 1 AND record_count = 3 AND warnings LIKE '%not well-formed: <identifiers> closed by </record>%'"),
+        1
+    );
+    let stats = env.json(&["ingest", "--json", "fixtures/reports/rfc7489-plain.xml"]);
+    assert_eq!(stats["replaced_salvaged"], 1, "{stats}");
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports WHERE salvaged = 0 AND record_count = 3"),
+        1
+    );
+    assert_eq!(env.sql("SELECT count(*) FROM reports"), 1);
+    // The recovered copy arriving again (other bytes) does not displace it.
+    let again = env.dir.path().join("again.xml");
+    let mut bytes =
+        std::fs::read("fixtures/malformed/reports/mismatched-tags-recoverable.xml").unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&again, bytes).unwrap();
+    let stats = env.json(&["ingest", "--json", again.to_str().unwrap()]);
+    assert_eq!(stats["duplicate_reports"], 1, "{stats}");
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports WHERE salvaged = 0 AND record_count = 3"),
+        1
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM inputs WHERE warnings LIKE '%that is not well-formed, stored complete from input 2%'"),
+        1
+    );
+}
+
+#[test]
 fn a_broken_report_is_salvaged_and_a_complete_copy_replaces_it() {
     let env = Env::new();
     let broken = "fixtures/malformed/reports/truncated.xml";

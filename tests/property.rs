@@ -323,16 +323,27 @@ fn check(bytes: Vec<u8>, name: Option<String>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn seed() -> u64 {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+    eprintln!("property test seed: PROPTEST_RNG_SEED={seed} repeats this run");
+    seed
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400),
         failure_persistence: None,
-        // PROPTEST_RNG_SEED=N repeats a run (a failing one prints no seed of its own).
-        rng_seed: std::env::var("PROPTEST_RNG_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(proptest::test_runner::RngSeed::Fixed)
-            .unwrap_or(proptest::test_runner::RngSeed::Random),
+        // A new seed each run, printed (the output of a failing test is shown):
+        // PROPTEST_RNG_SEED=N repeats that run.
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed()),
         ..ProptestConfig::default()
     })]
 

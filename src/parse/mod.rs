@@ -36,9 +36,14 @@
 //!   decoded. A DOCTYPE is ignored, so custom entities (internal or external)
 //!   are never expanded or fetched: `&foo;` stays in the text literally, with
 //!   a warning. A bare `&` is kept as text.
-//! - Not well-formed input is an error, except for stray text between
-//!   elements, which is ignored. No input panics or hangs; nesting depth and
-//!   the size of any single event are capped ([`ParseLimits`]).
+//! - Not well-formed input: stray text between elements is ignored. An end
+//!   tag that does not match the open element is recovered from the way
+//!   libxml2's recover mode does it: if it matches an element further up, the
+//!   ones above are closed with it; if it matches none, it is ignored. Either
+//!   way there is a warning and [`ReportReader::recovered`] is true (the
+//!   report may be incomplete, so a well-formed copy replaces it). Any other
+//!   syntax error ends the document. No input panics or hangs; nesting depth
+//!   and the size of any single event are capped ([`ParseLimits`]).
 //!
 //! # Format detection ([`Format`])
 //! - `Rfc9990` when the `urn:ietf:params:xml:ns:dmarc-2.0` namespace is

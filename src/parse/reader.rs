@@ -216,6 +216,87 @@ impl Ns {
     }
 }
 
+/// The open elements' names. Kept by hand (quick-xml's end-name check is
+/// off) so that a mismatched end tag can be recovered from instead of ending
+/// the report.
+#[derive(Default)]
+struct OpenElements {
+    /// The names concatenated; `at[i]` is where the i-th starts.
+    names: Vec<u8>,
+    at: Vec<usize>,
+    /// Elements closed implicitly by an end tag further up, still to be
+    /// reported as `Close`.
+    pending_close: usize,
+    /// A mismatched or stray end tag was recovered from.
+    recovered: bool,
+    /// What the first one was, to explain a report that then lacks a field.
+    first: Option<String>,
+}
+
+impl OpenElements {
+    fn push(&mut self, name: &[u8]) {
+        self.at.push(self.names.len());
+        self.names.extend_from_slice(name);
+    }
+
+    /// The i-th open element's name (empty if there is none).
+    fn name(&self, i: usize) -> &[u8] {
+        let start = self.at.get(i).copied().unwrap_or(0);
+        let end = self.at.get(i + 1).copied().unwrap_or(self.names.len());
+        self.names.get(start..end).unwrap_or_default()
+    }
+
+    /// Close the elements from the i-th up.
+    fn close_from(&mut self, i: usize) {
+        if let Some(&start) = self.at.get(i) {
+            self.names.truncate(start);
+            self.at.truncate(i);
+        }
+    }
+
+    /// Match an end tag against the open elements. Like a recovering XML
+    /// parser, an end tag of an element further up closes the ones above it
+    /// (they are reported as pending `Close`s), and one that matches no open
+    /// element is ignored. Returns whether anything was closed.
+    fn close(&mut self, name: &[u8], warn: &mut Warnings) -> bool {
+        let Some(top) = self.at.len().checked_sub(1) else {
+            self.stray_end(name, warn);
+            return false;
+        };
+        if self.name(top) == name {
+            self.close_from(top);
+            return true;
+        }
+        let Some(i) = (0..top).rev().find(|&i| self.name(i) == name) else {
+            self.stray_end(name, warn);
+            return false;
+        };
+        self.recovered = true;
+        let unclosed = clip(&String::from_utf8_lossy(self.name(top)));
+        let end = clip(&String::from_utf8_lossy(name));
+        self.first
+            .get_or_insert_with(|| format!("<{unclosed}> closed by </{end}>"));
+        warn.add("unclosed", &format!("{unclosed}/{end}"), || {
+            format!(
+                "not well-formed: <{unclosed}> closed by </{end}> (recovered; the report may be incomplete)"
+            )
+        });
+        self.pending_close = top - i;
+        self.close_from(i);
+        true
+    }
+
+    fn stray_end(&mut self, name: &[u8], warn: &mut Warnings) {
+        self.recovered = true;
+        let end = clip(&String::from_utf8_lossy(name));
+        self.first
+            .get_or_insert_with(|| format!("stray end tag </{end}>"));
+        warn.add("stray-end", &end, || {
+            format!("not well-formed: end tag </{end}> matches no open element, ignored")
+        });
+    }
+}
+
 /// The header while it is being collected.
 #[derive(Default)]
 struct HeaderBuilder {
@@ -260,6 +341,7 @@ pub struct ReportReader<R: BufRead> {
     collecting: bool,
     limits: ParseLimits,
     depth: usize,
+    open: OpenElements,
     /// Qualified name of the last `Other`/`Foreign` element opened.
     name: String,
     ns: Ns,
@@ -287,8 +369,8 @@ impl<R: BufRead> ReportReader<R> {
         let mut xml = Reader::from_reader(Input::new(r));
         let c = xml.config_mut();
         c.allow_dangling_amp = true;
-        c.allow_unmatched_ends = false;
-        c.check_end_names = true;
+        c.allow_unmatched_ends = true;
+        c.check_end_names = false;
         c.check_comments = false;
         c.expand_empty_elements = false;
         c.trim_text(false);
@@ -299,6 +381,7 @@ impl<R: BufRead> ReportReader<R> {
             collecting: false,
             limits,
             depth: 0,
+            open: OpenElements::default(),
             name: String::new(),
             ns: Ns::default(),
             root_found: false,
@@ -323,7 +406,10 @@ impl<R: BufRead> ReportReader<R> {
             }
             let r = self.read_header();
             self.sync_input_notes();
-            if let Err(e) = r {
+            if let Err(mut e) = r {
+                if let (Some(first), true) = (&self.open.first, self.root_found && !e.is_limit()) {
+                    e = ParseError::Invalid(format!("{e} (the XML is not well-formed: {first})"));
+                }
                 self.failed = Some(e.clone());
                 return Err(e);
             }
@@ -353,6 +439,13 @@ impl<R: BufRead> ReportReader<R> {
     /// What was odd about the report so far (one line each, deduplicated).
     pub fn warnings(&self) -> &[String] {
         self.warn.as_slice()
+    }
+
+    /// Whether the document was not well-formed (a mismatched or stray end
+    /// tag) and was read by recovering from that: what it says may be
+    /// incomplete, so a well-formed copy should replace it.
+    pub fn recovered(&self) -> bool {
+        self.open.recovered
     }
 
     // ---- driving -------------------------------------------------------
@@ -439,6 +532,11 @@ impl<R: BufRead> ReportReader<R> {
 
     fn advance(&mut self) -> Result<Tok, ParseError> {
         let cap = self.limits.max_event_bytes;
+        if self.open.pending_close > 0 {
+            self.open.pending_close -= 1;
+            self.depth = self.depth.saturating_sub(1);
+            return Ok(Tok::Close);
+        }
         loop {
             self.buf.clear();
             self.xml.get_mut().budget = cap.saturating_add(SLACK);
@@ -473,6 +571,7 @@ impl<R: BufRead> ReportReader<R> {
                         return Err(ParseError::TooDeep(self.limits.max_depth));
                     }
                     self.depth = d;
+                    self.open.push(AsRef::<str>::as_ref(&e.name()).as_bytes());
                     let tag = classify(&e, &mut self.ns, !self.root_found, &mut self.name);
                     return Ok(Tok::Open(tag, false));
                 }
@@ -483,9 +582,14 @@ impl<R: BufRead> ReportReader<R> {
                     let tag = classify(&e, &mut self.ns, !self.root_found, &mut self.name);
                     return Ok(Tok::Open(tag, true));
                 }
-                Ok(Event::End(_)) => {
-                    self.depth = self.depth.saturating_sub(1);
-                    return Ok(Tok::Close);
+                Ok(Event::End(e)) => {
+                    if self
+                        .open
+                        .close(AsRef::<str>::as_ref(&e.name()).as_bytes(), &mut self.warn)
+                    {
+                        self.depth = self.depth.saturating_sub(1);
+                        return Ok(Tok::Close);
+                    }
                 }
                 Ok(Event::Text(t)) => {
                     if self.collecting {

@@ -589,11 +589,11 @@ fn malformed_inputs_are_errors() {
         matches!(e, ParseError::Truncated(_) | ParseError::Syntax { .. }),
         "{e}"
     );
-    let e = malformed("mismatched-tag.xml");
-    assert!(matches!(e, ParseError::Syntax { .. }), "{e}");
-    assert!(
-        e.to_string().contains("mismatched end tag </report_meta>"),
-        "{e}"
+    // Read past the stray end tag, the report lacks its policy: the reason
+    // says both.
+    assert_eq!(
+        malformed("mismatched-tag.xml").to_string(),
+        "missing <policy_published>/<domain> (the XML is not well-formed: stray end tag </report_meta>)"
     );
     assert_eq!(malformed("no-records.xml"), ParseError::NoRecords);
     assert_eq!(
@@ -608,12 +608,63 @@ fn malformed_inputs_are_errors() {
         malformed("bad-begin.xml").to_string(),
         "<date_range>/<begin> is not an integer: 'not-a-number'"
     );
-    let e = malformed("unescaped-lt.xml");
-    assert!(matches!(e, ParseError::Syntax { .. }), "{e}");
-    assert!(
-        e.to_string().starts_with("XML syntax error at byte "),
-        "{e}"
+    assert_eq!(
+        malformed("unescaped-lt.xml").to_string(),
+        "missing <policy_published>/<domain> (the XML is not well-formed: <bad-xml@example.net> closed by </email>)"
     );
+}
+
+#[test]
+fn mismatched_end_tags_are_recovered_from() {
+    // rfc7489-plain.xml with an unescaped '<' in <email>, a misspelt
+    // </identifiers> and the last </record> missing.
+    let bytes = std::fs::read(fixture_path(
+        "../malformed/reports/mismatched-tags-recoverable.xml",
+    ))
+    .unwrap();
+    let mut rr = ReportReader::new(&bytes[..]);
+    let h = rr.header().unwrap().clone();
+    assert_eq!(h.report_id, "rfc7489-plain-0001");
+    assert_eq!(
+        h.email, None,
+        "the value inside the stray tag is not invented"
+    );
+    let mut recs = Vec::new();
+    while let Some(r) = rr.next_record().unwrap() {
+        recs.push(r);
+    }
+    assert!(rr.recovered());
+    assert_eq!(recs.len(), 3);
+    assert_eq!(total(&recs), 16);
+    // The first record's <auth_results> fell inside the unclosed <identifiers>.
+    assert!(recs[0].dkim_results.is_empty());
+    assert_eq!(recs[2].spf_results.len(), 1);
+    let w = rr.warnings().join("\n");
+    for want in [
+        "not well-formed: <dmarc-reports@example.org> closed by </email>",
+        "not well-formed: end tag </identifier> matches no open element, ignored",
+        "not well-formed: <identifiers> closed by </record>",
+        "not well-formed: <record> closed by </feedback>",
+    ] {
+        assert!(w.contains(want), "{want} not in {w}");
+    }
+    // A well-formed report is not flagged.
+    let plain = fixture("rfc7489-plain.xml");
+    let mut ok = ReportReader::new(&plain[..]);
+    while ok.next_record().unwrap().is_some() {}
+    assert!(!ok.recovered());
+}
+
+#[test]
+fn a_stray_end_tag_outside_everything_is_ignored() {
+    let xml = b"</junk><feedback><report_metadata><org_name>o</org_name><report_id>r</report_id>\
+<date_range><begin>1</begin><end>2</end></date_range></report_metadata></x>\
+<policy_published><domain>example.com</domain></policy_published>\
+<record><row><source_ip>192.0.2.1</source_ip><count>1</count></row></record></feedback>";
+    let (h, recs, w) = parse_slice(xml).unwrap();
+    assert_eq!((h.report_id.as_str(), recs.len()), ("r", 1));
+    assert!(w.iter().any(|w| w.contains("</junk>")), "{w:?}");
+    assert!(w.iter().any(|w| w.contains("</x>")), "{w:?}");
 }
 
 #[test]
@@ -924,8 +975,11 @@ fn corpus_dir() -> Option<PathBuf> {
 /// Corpus files that must fail, and why (see the corpus MANIFEST.tsv).
 const CORPUS_EXPECTED_ERRORS: &[(&str, &str)] = &[
     ("pm-empty.xml", "XML: no <feedback> element"), // zero bytes
-    ("pm-invalid_xml.xml", "XML syntax error"),     // unescaped '<' in <email>
-    ("smdr-dmarc-invalid-1.xml", "XML syntax error"), // <report_metadata> never closed
+    // <report_metadata> never closed, and it has no report_id or dates.
+    (
+        "smdr-dmarc-invalid-1.xml",
+        "missing <report_id> (the XML is not well-formed: <report_metadata> closed by </feedback>)",
+    ),
     ("smdr-dmarc-invalid-2.xml", "missing <date_range>/<begin>"),
     (
         "smdr-dmarc-invalid-3.xml",
