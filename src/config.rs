@@ -211,6 +211,12 @@ impl Config {
             path: path.into(),
             message,
         })?;
+        if let Some(a) = config.imap.iter().find(|a| a.password.is_some()) {
+            check_private(path, &a.name).map_err(|message| ConfigError::Invalid {
+                path: path.into(),
+                message,
+            })?;
+        }
         Ok(config)
     }
 
@@ -298,6 +304,30 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A file holding an inline password must not be readable by others.
+#[cfg(unix)]
+fn check_private(path: &Path, account: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot check its permissions: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "account {account:?} has an inline password, but the file can be read by others (mode {:o}); \
+             run `chmod 600 {}`, or use password_file, password_env or password_command",
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path, _: &str) -> Result<(), String> {
+    Ok(())
 }
 
 fn is_loopback(host: &str) -> bool {

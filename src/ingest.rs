@@ -111,6 +111,8 @@ pub struct Ingester<'s> {
     store: &'s mut Store,
     limits: Limits,
     in_batch: bool,
+    /// Dry run: `commit` keeps the batch open; the caller rolls it back.
+    dry_run: bool,
     notify: Option<Notify<'s>>,
     /// Warnings about the input being ingested, found while reading its documents.
     input_warnings: Vec<String>,
@@ -134,10 +136,18 @@ impl<'s> Ingester<'s> {
             store,
             limits,
             in_batch: false,
+            dry_run: false,
             notify: None,
             input_warnings: Vec::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// Make every [`Ingester::commit`] a no-op: everything stays in one open
+    /// transaction that [`Ingester::rollback`] throws away, so a dry run sees
+    /// exactly what a real one would (duplicates included) and changes nothing.
+    pub fn set_dry_run(&mut self) {
+        self.dry_run = true;
     }
 
     /// Have `f` called with every input's outcome.
@@ -196,7 +206,7 @@ impl<'s> Ingester<'s> {
 
     /// Make everything since the last commit durable.
     pub fn commit(&mut self) -> Result<(), StoreError> {
-        if self.in_batch {
+        if self.in_batch && !self.dry_run {
             self.store.commit()?;
             self.in_batch = false;
         }

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod fetch;
 pub mod ingest;
 pub mod kind;
+pub mod lock;
 pub mod parse;
 pub mod store;
 pub mod summary;

@@ -702,3 +702,126 @@ fn a_broken_report_is_salvaged_and_a_complete_copy_replaces_it() {
         1
     );
 }
+
+/// A config whose one account cannot be reached (nothing listens on port 9).
+fn unreachable_account(env: &Env) -> PathBuf {
+    let cfg = env.dir.path().join("imap.toml");
+    std::fs::write(
+        &cfg,
+        "[[imap]]\nname = 'down'\nhost = '127.0.0.1'\nport = 9\ntls = 'none'\nusername = 'u'\npassword_env = 'DMARCDB_TEST_PW'\n",
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn an_overlapping_imap_run_does_nothing_and_file_ingests_wait() {
+    use dmarcdb::lock::{Acquired, RunLock};
+    let env = Env::new();
+    let cfg = unreachable_account(&env);
+    let cfg = cfg.to_str().unwrap();
+    let Acquired::Held(held) = RunLock::try_acquire(&env.db()).unwrap() else {
+        panic!("lock busy in a fresh directory");
+    };
+    // The second cron run: exit 0 at once, without connecting.
+    let out = env.run(&["--config", cfg, "ingest", "--imap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another dmarcdb run holds") && !stderr(&out).contains("connect"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !env.db().exists(),
+        "nothing done, not even the database made"
+    );
+
+    // A file ingest and `ingest --imap --wait` wait for the lock.
+    let mut file = env
+        .cmd(&["ingest", WRAPPED])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut imap = env
+        .cmd(&["--config", cfg, "ingest", "--imap", "--wait"])
+        .env("DMARCDB_TEST_PW", "x")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        file.try_wait().unwrap().is_none(),
+        "the file ingest did not wait"
+    );
+    assert!(imap.try_wait().unwrap().is_none(), "--wait did not wait");
+    drop(held);
+    let file = file.wait_with_output().unwrap();
+    assert!(file.status.success(), "{}", stderr(&file));
+    assert!(
+        stderr(&file).contains("waiting for another dmarcdb run"),
+        "{}",
+        stderr(&file)
+    );
+    assert_eq!(env.sql("SELECT count(*) FROM reports"), 1);
+    // It got the lock and then failed to connect, as it should.
+    let imap = imap.wait_with_output().unwrap();
+    assert_eq!(imap.status.code(), Some(1), "{}", stderr(&imap));
+    assert!(
+        stderr(&imap).contains("account down: cannot connect"),
+        "{}",
+        stderr(&imap)
+    );
+}
+
+#[test]
+fn dry_run_reads_everything_and_changes_nothing() {
+    let env = Env::new();
+    env.json(&["ingest", "--json", &format!("{WRAPPED}/{NAME}.xml")]);
+    let out = env.run(&[
+        "ingest",
+        "--dry-run",
+        "--json",
+        WRAPPED,
+        "fixtures/malformed/reports",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // What a real run would do, duplicates included.
+    assert_eq!(stats["duplicate_inputs"], 1, "{stats}");
+    // 3 other wrappings; two broken copies of one report, one of them kept.
+    assert_eq!(stats["duplicate_reports"], 4, "{stats}");
+    assert!(stats["invalid"].as_u64().unwrap() > 3, "{stats}");
+    let err = stderr(&out);
+    assert!(err.contains("dry run: nothing was stored"), "{err}");
+    assert!(
+        err.contains("fixtures/malformed/reports/truncated.xml: aggregate"),
+        "{err}"
+    );
+    assert_eq!(env.sql("SELECT count(*) FROM inputs"), 1);
+    assert_eq!(env.sql("SELECT count(*) FROM reports"), 1);
+}
+
+#[test]
+fn an_inline_password_in_a_config_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let cfg = env.dir.path().join("pw.toml");
+    std::fs::write(
+        &cfg,
+        "[[imap]]\nname = 'a'\nhost = '127.0.0.1'\nport = 9\ntls = 'none'\nusername = 'u'\npassword = 'hunter2'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run(&["--config", cfg.to_str().unwrap(), "ingest", "--imap"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("mode 644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    // Mode 600: accepted (and then the server is down: exit 1).
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = env.run(&["--config", cfg.to_str().unwrap(), "ingest", "--imap"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}

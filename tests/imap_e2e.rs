@@ -62,8 +62,12 @@ impl Run {
     }
 
     fn ingest(&self, config: &str) -> (Output, serde_json::Value) {
+        self.ingest_with(config, &[])
+    }
+
+    fn ingest_with(&self, config: &str, extra: &[&str]) -> (Output, serde_json::Value) {
         let cfg = self.dir.path().join("config.toml");
-        std::fs::write(&cfg, config).unwrap();
+        support::write_private(&cfg, config);
         let out = Command::new(env!("CARGO_BIN_EXE_dmarcdb"))
             .args([
                 "--config",
@@ -72,6 +76,7 @@ impl Run {
                 "--imap",
                 "--json",
             ])
+            .args(extra)
             .env("DMARCDB_DB", self.db())
             .env("HOME", self.dir.path())
             .output()
@@ -190,4 +195,39 @@ fn refused_login_exits_1_and_moves_nothing() {
     );
     assert_eq!(stats["inputs"], 0);
     assert_eq!(dv.count("INBOX"), 1);
+}
+
+#[test]
+fn dry_run_fetches_and_reads_but_changes_nothing() {
+    let Some(dv) = Dovecot::start() else { return };
+    dv.append_all("INBOX", &[report_eml(), plain_mail(), broken_report()]);
+    let run = Run::new();
+    let config = dv.account_toml("reports", "implicit");
+    let (out, stats) = run.ingest_with(&config, &["--dry-run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        (
+            stats["inputs"].as_u64(),
+            stats["reports"].as_u64(),
+            stats["invalid"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1)),
+        "{stats}"
+    );
+    assert!(err.contains("dry run: would move UID"), "{err}");
+    assert!(
+        err.contains("to Archive") && err.contains("to Invalid"),
+        "{err}"
+    );
+    assert_eq!(dv.count("INBOX"), 3, "nothing moved");
+    assert!(
+        dv.imap().try_command("STATUS Archive (MESSAGES)").is_err(),
+        "a folder was created"
+    );
+    assert_eq!(run.sql("SELECT count(*) FROM inputs"), 0);
+    // Unseen stays unseen (BODY.PEEK): the real run afterwards does it all.
+    let (_, stats) = run.ingest(&config);
+    assert_eq!(stats["inputs"], 3, "{stats}");
+    assert_eq!(dv.count("INBOX"), 0);
 }

@@ -121,6 +121,7 @@ fn account(dv: &Dovecot, tls: &str) -> ImapAccount {
 fn quick() -> PollOptions {
     PollOptions {
         timeout: Duration::from_secs(10),
+        ..PollOptions::default()
     }
 }
 
@@ -596,6 +597,7 @@ async fn silent_server_times_out() {
     let (port, server) = fake_server(None, |_| (vec![], String::new()));
     let opts = PollOptions {
         timeout: Duration::from_millis(300),
+        ..PollOptions::default()
     };
     let t = Instant::now();
     let err = poll_with(

@@ -4,6 +4,7 @@ use super::{print, say, Failure, Global};
 use dmarcdb::fetch::{imap, local};
 use dmarcdb::ingest::{Ingester, Outcome, Stats};
 use dmarcdb::kind::Kind;
+use dmarcdb::lock::RunLock;
 use std::path::PathBuf;
 
 /// Inputs per commit when ingesting files.
@@ -23,6 +24,14 @@ pub struct Args {
     /// Print the closing counts as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Fetch and read everything, print what would be stored and moved, and
+    /// change nothing: not the database, not the mailbox.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --imap: wait for another running ingest to finish instead of
+    /// exiting at once (file and stdin ingests always wait).
+    #[arg(long)]
+    wait: bool,
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
@@ -37,9 +46,25 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
             "ingest --imap: the config has no [[imap]] account (see README: IMAP)",
         ));
     }
+    // Mail offered on stdin or in files must never be turned away: those
+    // wait. A cron-started IMAP poll that finds the last one still running
+    // has nothing to do.
+    let wait = a.wait || !a.paths.is_empty();
+    let Some(_lock) = g.lock(wait)? else {
+        if !g.quiet {
+            say(&format!(
+                "dmarcdb: another dmarcdb run holds {}; nothing done (--wait waits for it)",
+                RunLock::path_for(&g.db).display()
+            ));
+        }
+        return Ok(0);
+    };
     let mut store = g.store()?;
     let mut ingester = Ingester::new(&mut store, config.limits.clone());
-    let (quiet, verbose) = (g.quiet, g.verbose);
+    if a.dry_run {
+        ingester.set_dry_run();
+    }
+    let (quiet, verbose) = (g.quiet, g.verbose || a.dry_run);
     ingester.on_outcome(Box::new(move |origin, o: &Outcome| {
         report(origin, o, quiet, verbose)
     }));
@@ -47,7 +72,7 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
 
     if !a.paths.is_empty() {
         let skip = local::Skip {
-            paths: ["", "-wal", "-shm", "-journal"]
+            paths: ["", "-wal", "-shm", "-journal", ".lock"]
                 .iter()
                 .map(|s| PathBuf::from(format!("{}{s}", g.db.display())))
                 .collect(),
@@ -89,8 +114,13 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
             .enable_all()
             .build()
             .map_err(|e| Failure::operational(format!("cannot start the async runtime: {e}")))?;
+        let options = imap::PollOptions {
+            dry_run: a.dry_run,
+            ..imap::PollOptions::default()
+        };
         for account in &config.imap {
-            match rt.block_on(imap::poll(account, &config.limits, &mut ingester)) {
+            let poll = imap::poll_with(account, &config.limits, &mut ingester, &options);
+            match rt.block_on(poll) {
                 Ok(s) if verbose && !quiet => say(&format!(
                     "account {}: {} messages in {}, {} fetched, {} moved to {}, {} to {}",
                     account.name,
@@ -108,11 +138,22 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
                     failed = true;
                 }
             }
-            // A failed batch was rolled back by the sink; nothing half-done remains.
-            let _ = ingester.rollback();
+            // A failed batch was rolled back by the sink; nothing half-done
+            // remains. (A dry run's open transaction stays until the end.)
+            if !a.dry_run {
+                let _ = ingester.rollback();
+            }
         }
     }
 
+    if a.dry_run {
+        ingester
+            .rollback()
+            .map_err(|e| Failure::operational(e.to_string()))?;
+        if !g.quiet {
+            say("dmarcdb: dry run: nothing was stored and nothing was moved; a real run would have done this:");
+        }
+    }
     finish(g, a, &ingester.stats)?;
     Ok(if failed { 1 } else { 0 })
 }

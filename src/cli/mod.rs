@@ -77,6 +77,31 @@ impl Global {
             .map_err(|e| Failure::operational(format!("{}: {e}", self.db.display())))
     }
 
+    /// Take the run lock next to the database: `None` when another run holds
+    /// it and `wait` is false. Waiting says so once (unless -q).
+    pub fn lock(&self, wait: bool) -> Result<Option<dmarcdb::lock::RunLock>, Failure> {
+        use dmarcdb::lock::{Acquired, RunLock};
+        let fail = |e: std::io::Error| {
+            Failure::operational(format!(
+                "cannot take the lock {}: {e}",
+                RunLock::path_for(&self.db).display()
+            ))
+        };
+        match RunLock::try_acquire(&self.db).map_err(fail)? {
+            Acquired::Held(l) => Ok(Some(l)),
+            Acquired::Busy if !wait => Ok(None),
+            Acquired::Busy => {
+                if !self.quiet {
+                    say(&format!(
+                        "dmarcdb: waiting for another dmarcdb run to finish (it holds {})",
+                        RunLock::path_for(&self.db).display()
+                    ));
+                }
+                RunLock::acquire(&self.db).map(Some).map_err(fail)
+            }
+        }
+    }
+
     /// Open a store that must exist (summary, query).
     pub fn existing_store(&self) -> Result<dmarcdb::store::Store, Failure> {
         dmarcdb::store::Store::open_existing(&self.db).map_err(|e| match e {

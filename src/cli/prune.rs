@@ -32,6 +32,7 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
     };
     let cutoff = chrono::Utc::now().timestamp() - days * 86_400;
     let mut store = g.existing_store()?;
+    let _lock = g.lock(true)?;
     let p = store
         .prune(cutoff, a.dry_run)
         .map_err(|e| Failure::operational(e.to_string()))?;

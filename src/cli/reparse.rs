@@ -18,6 +18,7 @@ pub struct Args {
 pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
     let config = g.config()?;
     let mut store = g.existing_store()?;
+    let _lock = g.lock(true)?;
     let db = |e: dmarcdb::store::StoreError| Failure::operational(e.to_string());
     let ids = store.input_ids().map_err(db)?;
     let mut ingester = Ingester::new(&mut store, config.limits.clone());

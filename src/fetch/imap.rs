@@ -182,12 +182,16 @@ pub struct PollOptions {
     /// login, each command, and each response of a FETCH (so a large FETCH
     /// may take longer in total as long as data keeps arriving).
     pub timeout: Duration,
+    /// Fetch and hand to the sink, but create no folder and move nothing;
+    /// say what would be moved instead.
+    pub dry_run: bool,
 }
 
 impl Default for PollOptions {
     fn default() -> Self {
         PollOptions {
             timeout: DEFAULT_TIMEOUT,
+            dry_run: false,
         }
     }
 }
@@ -233,6 +237,7 @@ pub async fn poll_with(
         limits,
         has_move: false,
         has_uidplus: false,
+        dry_run: options.dry_run,
         folders_ok: HashSet::new(),
         stats: PollStats::default(),
     };
@@ -591,6 +596,7 @@ struct Run<'a> {
     limits: &'a Limits,
     has_move: bool,
     has_uidplus: bool,
+    dry_run: bool,
     /// Folders known to exist (created or found) in this run.
     folders_ok: HashSet<String>,
     stats: PollStats,
@@ -815,6 +821,15 @@ impl Run<'_> {
                 note(&format!(
                     "account {}: the {dest:?} folder is the folder polled ({folder}); not moving",
                     account.name
+                ));
+                continue;
+            }
+            if self.dry_run {
+                note(&format!(
+                    "account {}: dry run: would move UID {} from {} to {folder}",
+                    account.name,
+                    uid_set(&uids),
+                    account.folder
                 ));
                 continue;
             }
