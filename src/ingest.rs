@@ -681,6 +681,37 @@ impl MailSink for Ingester<'_> {
         Ok(out)
     }
 
+    fn copied(
+        &mut self,
+        mb: &MailboxRef,
+        folder: &str,
+        uids: &[u32],
+    ) -> Result<Vec<u32>, SinkError> {
+        Ok(self
+            .store
+            .imap_copied(&mb.account, &mb.mailbox, mb.uidvalidity, folder, uids)?)
+    }
+
+    fn record_copies(
+        &mut self,
+        mb: &MailboxRef,
+        folder: &str,
+        copies: &[(u32, Option<u32>)],
+    ) -> Result<(), SinkError> {
+        self.commit()?;
+        self.store.begin()?;
+        self.in_batch = true;
+        let recorded =
+            self.store
+                .record_imap_copies(&mb.account, &mb.mailbox, mb.uidvalidity, folder, copies);
+        if let Err(e) = recorded {
+            self.rollback()?;
+            return Err(e.into());
+        }
+        self.commit()?;
+        Ok(())
+    }
+
     fn oversize(
         &mut self,
         mb: &MailboxRef,

@@ -16,7 +16,10 @@ use std::path::Path;
 pub mod query;
 
 /// The schema migrations, in order. Append only: never edit or remove one.
-const MIGRATIONS: &[&str] = &[include_str!("../sql/schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../sql/schema.sql"),
+    include_str!("../sql/migrations/0002_imap_copies.sql"),
+];
 
 /// Errors from the store. Any of them is an operational failure.
 #[derive(Debug, thiserror::Error)]
@@ -340,8 +343,9 @@ impl Store {
     ) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO imap_messages (account, mailbox, uidvalidity, uid, input)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO imap_messages (account, mailbox, uidvalidity, uid, input)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET input = excluded.input",
             )?
             .execute(params![account, mailbox, uidvalidity, uid, input])?;
         Ok(())
@@ -369,6 +373,48 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Of `uids`, the IMAP messages already copied to `folder` (servers without MOVE).
+    pub fn imap_copied(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+        folder: &str,
+        uids: &[u32],
+    ) -> Result<Vec<u32>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM imap_messages
+             WHERE account = ?1 AND mailbox = ?2 AND uidvalidity = ?3 AND uid = ?4 AND copied_to = ?5",
+        )?;
+        let mut out = Vec::new();
+        for &uid in uids {
+            if stmt.exists(params![account, mailbox, uidvalidity, uid, folder])? {
+                out.push(uid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record that these IMAP messages were copied to `folder`, each with its
+    /// UID there when the server said (COPYUID).
+    pub fn record_imap_copies(
+        &mut self,
+        account: &str,
+        mailbox: &str,
+        uidvalidity: u32,
+        folder: &str,
+        copies: &[(u32, Option<u32>)],
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE imap_messages SET copied_to = ?5, copied_uid = ?6
+             WHERE account = ?1 AND mailbox = ?2 AND uidvalidity = ?3 AND uid = ?4",
+        )?;
+        for (uid, dest) in copies {
+            stmt.execute(params![account, mailbox, uidvalidity, uid, folder, dest])?;
+        }
+        Ok(())
     }
 
     /// The stored report with this key, if any.

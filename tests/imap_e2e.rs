@@ -4,7 +4,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use support::bin::Run;
 use support::dovecot::Dovecot;
 
 const REPORT_EML: &str =
@@ -44,58 +44,6 @@ fn broken_report() -> Vec<u8> {
       Content-Type: application/gzip; name=\"broken.example.net!example.com!1!2.xml.gz\"\r\n\
       Content-Transfer-Encoding: base64\r\n\r\nH4sIAAAAAAAAA/////////////////8=\r\n"
         .to_vec()
-}
-
-struct Run {
-    dir: tempfile::TempDir,
-}
-
-impl Run {
-    fn new() -> Run {
-        Run {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn db(&self) -> std::path::PathBuf {
-        self.dir.path().join("imap.sqlite")
-    }
-
-    fn ingest(&self, config: &str) -> (Output, serde_json::Value) {
-        self.ingest_with(config, &[])
-    }
-
-    fn ingest_with(&self, config: &str, extra: &[&str]) -> (Output, serde_json::Value) {
-        let cfg = self.dir.path().join("config.toml");
-        support::write_private(&cfg, config);
-        let out = Command::new(env!("CARGO_BIN_EXE_dmarcdb"))
-            .args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "ingest",
-                "--imap",
-                "--json",
-            ])
-            .args(extra)
-            .env("DMARCDB_DB", self.db())
-            .env("HOME", self.dir.path())
-            .output()
-            .unwrap();
-        let stats = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "no JSON ({e}); stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out, stats)
-    }
-
-    fn sql(&self, sql: &str) -> i64 {
-        rusqlite::Connection::open(self.db())
-            .unwrap()
-            .query_row(sql, [], |r| r.get(0))
-            .unwrap()
-    }
 }
 
 fn check_server(dv: &Dovecot, tls: &str) {

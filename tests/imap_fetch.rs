@@ -34,6 +34,10 @@ struct TestSink<'a> {
     batches: Vec<Vec<u32>>,
     got: Vec<FetchedMail>,
     oversize: Vec<(u32, u64, Vec<u8>)>,
+    /// What `record_copies` was told: UID → (folder, UID there).
+    copies: HashMap<u32, (String, Option<u32>)>,
+    /// `record_copies` records, then fails (a run killed before EXPUNGE).
+    fail_after_copy: bool,
 }
 
 impl MailSink for TestSink<'_> {
@@ -77,6 +81,34 @@ impl MailSink for TestSink<'_> {
             .collect();
         self.got.extend(mails);
         Ok(placed)
+    }
+
+    fn copied(
+        &mut self,
+        _mb: &MailboxRef,
+        folder: &str,
+        uids: &[u32],
+    ) -> Result<Vec<u32>, SinkError> {
+        Ok(uids
+            .iter()
+            .copied()
+            .filter(|u| self.copies.get(u).is_some_and(|(f, _)| f == folder))
+            .collect())
+    }
+
+    fn record_copies(
+        &mut self,
+        _mb: &MailboxRef,
+        folder: &str,
+        copies: &[(u32, Option<u32>)],
+    ) -> Result<(), SinkError> {
+        for (uid, dest) in copies {
+            self.copies.insert(*uid, (folder.to_string(), *dest));
+        }
+        if self.fail_after_copy {
+            return Err("killed between COPY and EXPUNGE (test)".into());
+        }
+        Ok(())
     }
 
     fn oversize(
@@ -254,6 +286,52 @@ async fn without_move_or_uidplus_uses_plain_expunge() {
     assert_eq!((stats.moved_archive, stats.moved_invalid), (3, 1));
     assert_all_delivered(&dv, &sink, &sent);
     assert_eq!(deleted_counts(&dv).iter().sum::<usize>(), 4);
+}
+
+#[tokio::test]
+async fn without_move_a_run_stopped_between_copy_and_expunge_is_not_copied_twice() {
+    let Some(dv) = Dovecot::builder().without_move().start() else {
+        return;
+    };
+    let sent: Vec<Vec<u8>> = (0..6).map(|i| mail(i, false)).collect();
+    dv.append_all("INBOX", &sent);
+    let a = account(&dv, "implicit");
+    let mut first = TestSink {
+        fail_after_copy: true,
+        ..TestSink::default()
+    };
+    let err = poll_quick(&a, &mut first).await.expect_err("stopped");
+    assert!(matches!(err, FetchError::Sink { .. }), "{err}");
+    assert_eq!((dv.count("INBOX"), dv.count("Archive")), (6, 6));
+    // COPYUID told where each copy went.
+    let archive: HashSet<u32> = dv.uids("Archive").into_iter().collect();
+    assert_eq!(first.copies.len(), 6);
+    assert!(
+        first
+            .copies
+            .values()
+            .all(|(f, u)| f == "Archive" && u.is_some_and(|u| archive.contains(&u))),
+        "{:?}",
+        first.copies
+    );
+    // The next run: everything is stored and copied; it only expunges.
+    let mut next = TestSink {
+        already: first
+            .got
+            .iter()
+            .map(|m| (m.uid, Destination::Archive))
+            .collect(),
+        copies: first.copies.clone(),
+        ..TestSink::default()
+    };
+    let stats = poll_quick(&a, &mut next).await.expect("second run");
+    assert_eq!((stats.already_stored, stats.moved_archive), (6, 6));
+    assert!(next.got.is_empty());
+    assert_eq!(
+        (dv.count("INBOX"), dv.count("Archive")),
+        (0, 6),
+        "no second copy"
+    );
 }
 
 #[tokio::test]

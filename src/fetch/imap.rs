@@ -18,7 +18,8 @@ pub use secret::{resolve_password, Secret};
 
 use crate::config::{ImapAccount, Limits, TlsMode};
 use async_imap::error::Error as ImapError;
-use async_imap::imap_proto::{Response, Status};
+use async_imap::imap_proto::rfc4315::UidSetMember;
+use async_imap::imap_proto::{Response, ResponseCode, Status};
 use async_imap::{Client, Session};
 use futures::{Stream, StreamExt};
 use std::collections::{BTreeMap, HashSet};
@@ -70,6 +71,22 @@ pub trait MailSink {
         mb: &MailboxRef,
         mails: Vec<FetchedMail>,
     ) -> Result<Vec<(u32, Destination)>, SinkError>;
+    /// Of `uids`, the ones an earlier run already copied to `folder` (on a
+    /// server without MOVE) but did not get to expunge.
+    fn copied(
+        &mut self,
+        mb: &MailboxRef,
+        folder: &str,
+        uids: &[u32],
+    ) -> Result<Vec<u32>, SinkError>;
+    /// Record durably that `copies` (UID here, UID in `folder` if the server
+    /// said) were copied to `folder`. Called between COPY and EXPUNGE.
+    fn record_copies(
+        &mut self,
+        mb: &MailboxRef,
+        folder: &str,
+        copies: &[(u32, Option<u32>)],
+    ) -> Result<(), SinkError>;
     /// Record a mail too large to fetch, from its header bytes; it goes to Invalid.
     fn oversize(
         &mut self,
@@ -650,7 +667,7 @@ impl Run<'_> {
             }
         }
         self.stats.already_stored = moves.len();
-        self.move_all(moves).await?;
+        self.move_all(sink, &mb, moves).await?;
 
         let new: Vec<u32> = uids.into_iter().filter(|u| !done.contains(u)).collect();
         for batch in new.chunks(account.batch_size.max(1)) {
@@ -733,7 +750,7 @@ impl Run<'_> {
                 }
             }
         }
-        self.move_all(moves).await
+        self.move_all(sink, mb, moves).await
     }
 
     /// `UID FETCH <uids> <query>`, drained fully; `extract` picks the data
@@ -801,7 +818,12 @@ impl Run<'_> {
     }
 
     /// Move committed mails to their folders: one move per destination.
-    async fn move_all(&mut self, moves: Vec<(u32, Destination)>) -> Result<(), FetchError> {
+    async fn move_all(
+        &mut self,
+        sink: &mut dyn MailSink,
+        mb: &MailboxRef,
+        moves: Vec<(u32, Destination)>,
+    ) -> Result<(), FetchError> {
         let account = self.ctx.account;
         for (dest, folder) in [
             (Destination::Archive, &account.archive_folder),
@@ -835,7 +857,7 @@ impl Run<'_> {
             }
             self.ensure_folder(folder).await?;
             for chunk in uids.chunks(MOVE_CHUNK) {
-                self.move_uids(chunk, folder).await?;
+                self.move_uids(sink, mb, chunk, folder).await?;
                 match dest {
                     Destination::Archive => self.stats.moved_archive += chunk.len(),
                     Destination::Invalid => self.stats.moved_invalid += chunk.len(),
@@ -846,16 +868,33 @@ impl Run<'_> {
     }
 
     /// UID MOVE, or without the MOVE capability UID COPY + \Deleted + UID
-    /// EXPUNGE (plain EXPUNGE without UIDPLUS).
-    async fn move_uids(&mut self, uids: &[u32], folder: &str) -> Result<(), FetchError> {
+    /// EXPUNGE (plain EXPUNGE without UIDPLUS). The copy is recorded in the
+    /// sink before the expunge, so that a run stopped in between does not
+    /// copy again: the next one only expunges.
+    async fn move_uids(
+        &mut self,
+        sink: &mut dyn MailSink,
+        mb: &MailboxRef,
+        uids: &[u32],
+        folder: &str,
+    ) -> Result<(), FetchError> {
         let ctx = self.ctx;
         let set = uid_set(uids);
         let what = format!("moving messages to {folder}");
         if self.has_move {
             return ctx.timed(&what, self.session.uid_mv(&set, folder)).await;
         }
-        ctx.timed(&what, self.session.uid_copy(&set, folder))
-            .await?;
+        let done: HashSet<u32> = sink
+            .copied(mb, folder, uids)
+            .map_err(|e| ctx.sink(e))?
+            .into_iter()
+            .collect();
+        let to_copy: Vec<u32> = uids.iter().copied().filter(|u| !done.contains(u)).collect();
+        if !to_copy.is_empty() {
+            let copies = self.uid_copy(&to_copy, folder, &what).await?;
+            sink.record_copies(mb, folder, &copies)
+                .map_err(|e| ctx.sink(e))?;
+        }
         let stream = ctx
             .timed(
                 &what,
@@ -876,6 +915,68 @@ impl Run<'_> {
             ctx.drain(&what, stream, |_| Some(())).await?;
         }
         Ok(())
+    }
+
+    /// `UID COPY`, returning each UID with its UID in `folder` where the
+    /// server says (COPYUID, RFC 4315). Run by hand: async-imap drops the
+    /// response code.
+    async fn uid_copy(
+        &mut self,
+        uids: &[u32],
+        folder: &str,
+        what: &str,
+    ) -> Result<Vec<(u32, Option<u32>)>, FetchError> {
+        let ctx = self.ctx;
+        let name = quoted(folder).ok_or_else(|| {
+            ctx.protocol(format!("{what}: the folder name contains a line break"))
+        })?;
+        let tag = ctx
+            .timed(
+                what,
+                self.session
+                    .run_command(format!("UID COPY {} {name}", uid_set(uids))),
+            )
+            .await?;
+        loop {
+            let response =
+                match tokio::time::timeout(ctx.timeout, self.session.read_response()).await {
+                    Err(_) => return Err(ctx.timed_out(what)),
+                    Ok(Err(e)) => return Err(ctx.lost(what, e.to_string())),
+                    Ok(Ok(None)) => {
+                        return Err(ctx.lost(what, "the server closed the connection".into()))
+                    }
+                    Ok(Ok(Some(r))) => r,
+                };
+            let Response::Done {
+                tag: t,
+                status,
+                outcome,
+            } = response.parsed()
+            else {
+                continue; // untagged EXISTS, EXPUNGE, FLAGS ...
+            };
+            if *t != tag {
+                continue;
+            }
+            if *status != Status::Ok {
+                return Err(ctx.protocol(format!(
+                    "{what}: the server said {status:?}: {}",
+                    outcome.information.as_deref().unwrap_or("")
+                )));
+            }
+            let mapped = match &outcome.code {
+                Some(ResponseCode::CopyUid(_, src, dst)) => {
+                    let (src, dst) = (expand(src), expand(dst));
+                    (src.len() == dst.len())
+                        .then(|| src.into_iter().zip(dst).collect::<BTreeMap<u32, u32>>())
+                }
+                _ => None,
+            };
+            return Ok(uids
+                .iter()
+                .map(|u| (*u, mapped.as_ref().and_then(|m| m.get(u).copied())))
+                .collect());
+        }
     }
 
     /// CREATE the folder unless it exists (an "already exists" answer is fine).
@@ -911,6 +1012,33 @@ impl Run<'_> {
             .await?;
         Ok(names.iter().any(|n| same_folder(n, folder)))
     }
+}
+
+/// An IMAP quoted string; `None` for a line break, which cannot be quoted.
+fn quoted(s: &str) -> Option<String> {
+    if s.contains(['\r', '\n']) {
+        return None;
+    }
+    Some(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+/// The UIDs of a COPYUID set, in order (bounded: a range wider than a
+/// million is not expanded).
+fn expand(set: &[UidSetMember]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for m in set {
+        match m {
+            UidSetMember::Uid(u) => out.push(*u),
+            UidSetMember::UidRange(r) if r.end().saturating_sub(*r.start()) < 1_000_000 => {
+                out.extend(r.clone())
+            }
+            UidSetMember::UidRange(_) => return Vec::new(),
+        }
+    }
+    out
 }
 
 /// Folder names compare exactly, except INBOX, which is case-insensitive.
@@ -975,6 +1103,17 @@ mod tests {
             uid_set(&[u32::MAX - 1, u32::MAX]),
             format!("{}:{}", u32::MAX - 1, u32::MAX)
         );
+    }
+
+    #[test]
+    fn quoting_and_copyuid_sets() {
+        assert_eq!(quoted("Arch\"iv\\e").unwrap(), "\"Arch\\\"iv\\\\e\"");
+        assert_eq!(quoted("a\nb"), None);
+        assert_eq!(
+            expand(&[UidSetMember::Uid(4), UidSetMember::UidRange(7..=9)]),
+            vec![4, 7, 8, 9]
+        );
+        assert!(expand(&[UidSetMember::UidRange(1..=u32::MAX)]).is_empty());
     }
 
     #[test]

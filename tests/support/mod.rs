@@ -2,8 +2,10 @@
 //! Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod dovecot;
 pub mod golden;
+pub mod proxy;
 
 /// Write a file only its owner can read (a config with an inline password
 /// that others can read is refused).
