@@ -196,7 +196,7 @@ fn server_gone_between_batches_then_back() {
     dv.append_all("INBOX", &mails);
     let run = Run::new();
     let cfg = config(&dv, Some(proxy.port), 10);
-    let mut child = run
+    let child = run
         .command(&cfg, &["-v", "ingest", "--imap"])
         .stderr(Stdio::piped())
         .spawn()
