@@ -179,3 +179,38 @@ fn dry_run_fetches_and_reads_but_changes_nothing() {
     assert_eq!(stats["inputs"], 3, "{stats}");
     assert_eq!(dv.count("INBOX"), 0);
 }
+
+#[test]
+fn trace_logging_never_shows_the_password() {
+    let Some(dv) = Dovecot::start() else { return };
+    dv.append("INBOX", &report_eml());
+    let run = Run::new();
+    let config = dv.account_toml("reports", "starttls");
+    let out = run
+        .command(&config, &["ingest", "--imap"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("logged in to 127.0.0.1"), "no detail: {err}");
+    assert!(err.contains("moving 1 messages to Archive"), "{err}");
+    // (rustls logs "extended_master_secret": look for the password as sent.)
+    let pw = support::dovecot::PASSWORD;
+    assert!(
+        !err.contains(&format!("\"{pw}\"")) && !err.contains(&format!(" {pw}\\r")),
+        "password in the log: {err}"
+    );
+    assert!(
+        !err.contains("LOGIN"),
+        "async-imap's command trace is shown: {err}"
+    );
+    // -v shows the same detail.
+    dv.append("INBOX", &second_report("v-0001"));
+    let out = run
+        .command(&config, &["-v", "ingest", "--imap"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("batch of 1 messages"), "{err}");
+}

@@ -1,10 +1,12 @@
 //! `dmarcdb ingest`: files, directories, mbox, stdin and IMAP into the store.
 
 use super::{print, say, Failure, Global};
+use dmarcdb::fetch::imap::{Destination, FetchedMail, MailSink, MailboxRef, SinkError};
 use dmarcdb::fetch::{imap, local};
 use dmarcdb::ingest::{Ingester, Outcome, Stats};
 use dmarcdb::kind::Kind;
 use dmarcdb::lock::RunLock;
+use indicatif::ProgressBar;
 use std::path::PathBuf;
 
 /// Inputs per commit when ingesting files.
@@ -35,6 +37,10 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
+    super::with_progress(g, |bar| ingest(g, a, bar))
+}
+
+fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure> {
     if a.paths.is_empty() && !a.imap {
         return Err(Failure::usage(
             "ingest needs PATH arguments, - for stdin, or --imap (see dmarcdb ingest --help)",
@@ -87,6 +93,9 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
                 failed = true;
             },
             &mut |input| {
+                if let Some(b) = bar {
+                    b.inc(1);
+                }
                 pending += 1;
                 pending_bytes += input.bytes.len();
                 ingester
@@ -119,7 +128,11 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
             ..imap::PollOptions::default()
         };
         for account in &config.imap {
-            let poll = imap::poll_with(account, &config.limits, &mut ingester, &options);
+            let mut sink = Progress {
+                inner: &mut ingester,
+                bar,
+            };
+            let poll = imap::poll_with(account, &config.limits, &mut sink, &options);
             match rt.block_on(poll) {
                 Ok(s) if verbose && !quiet => say(&format!(
                     "account {}: {} messages in {}, {} fetched, {} moved to {}, {} to {}",
@@ -195,4 +208,79 @@ fn finish(g: &Global, a: &Args, stats: &Stats) -> Result<(), Failure> {
         say(&stats.line());
     }
     Ok(())
+}
+
+/// The ingester as the poller's sink, moving the progress bar.
+struct Progress<'a, 's> {
+    inner: &'a mut Ingester<'s>,
+    bar: Option<&'a ProgressBar>,
+}
+
+impl MailSink for Progress<'_, '_> {
+    fn stored(
+        &mut self,
+        mb: &MailboxRef,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Destination)>, SinkError> {
+        let known = self.inner.stored(mb, uids)?;
+        if let Some(b) = self.bar {
+            // SEARCH found `uids`; those stored before are only moved.
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} messages in {msg}, {per_sec}, eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_message(format!("{}/{}", mb.account, mb.mailbox));
+            b.set_position(0);
+            b.set_length((uids.len() - known.len().min(uids.len())) as u64);
+            b.reset_eta();
+        }
+        Ok(known)
+    }
+
+    fn store(
+        &mut self,
+        mb: &MailboxRef,
+        mails: Vec<FetchedMail>,
+    ) -> Result<Vec<(u32, Destination)>, SinkError> {
+        let n = mails.len() as u64;
+        let placed = MailSink::store(self.inner, mb, mails)?;
+        if let Some(b) = self.bar {
+            b.inc(n);
+        }
+        Ok(placed)
+    }
+
+    fn copied(
+        &mut self,
+        mb: &MailboxRef,
+        folder: &str,
+        uids: &[u32],
+    ) -> Result<Vec<u32>, SinkError> {
+        self.inner.copied(mb, folder, uids)
+    }
+
+    fn record_copies(
+        &mut self,
+        mb: &MailboxRef,
+        folder: &str,
+        copies: &[(u32, Option<u32>)],
+    ) -> Result<(), SinkError> {
+        self.inner.record_copies(mb, folder, copies)
+    }
+
+    fn oversize(
+        &mut self,
+        mb: &MailboxRef,
+        uid: u32,
+        size: u64,
+        header: Vec<u8>,
+    ) -> Result<(), SinkError> {
+        self.inner.oversize(mb, uid, size, header)?;
+        if let Some(b) = self.bar {
+            b.inc(1);
+        }
+        Ok(())
+    }
 }

@@ -154,9 +154,96 @@ fn env_path(var: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Notes and warnings on stderr through the `log` facade: dmarcdb's own at
+/// info and up, warnings only with -q, debug detail with -v; `RUST_LOG`
+/// chooses freely (`RUST_LOG=debug`, `RUST_LOG=dmarcdb=trace,rustls=debug`). async-imap logs every command it sends at
+/// trace level, LOGIN with its password included: it never gets past debug.
+fn init_logging(verbose: bool, quiet: bool) {
+    use std::io::Write;
+    let mut b = env_logger::Builder::new();
+    b.filter_level(log::LevelFilter::Off);
+    let own = if quiet {
+        log::LevelFilter::Warn
+    } else if verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => {
+            b.parse_filters(&spec);
+        }
+        _ => {
+            b.filter_module("dmarcdb", own);
+        }
+    }
+    b.format(|f, r| match r.level() {
+        log::Level::Error => writeln!(f, "dmarcdb: error: {}", r.args()),
+        log::Level::Warn => writeln!(f, "warning: {}", r.args()),
+        log::Level::Info => writeln!(f, "note: {}", r.args()),
+        _ => writeln!(
+            f,
+            "{} {}: {}",
+            r.level().as_str().to_lowercase(),
+            r.target(),
+            r.args()
+        ),
+    });
+    // After the user's filters: a directive for the same module replaces theirs.
+    b.filter_module("async_imap", log::LevelFilter::Debug);
+    b.target(env_logger::Target::Pipe(Box::new(SayWriter::default())));
+    let _ = b.try_init();
+}
+
+/// Log lines go through [`say`], so that they do not tear a progress bar.
+#[derive(Default)]
+struct SayWriter(Vec<u8>);
+
+impl std::io::Write for SayWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        while let Some(i) = self.0.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.0.drain(..=i).collect();
+            say(String::from_utf8_lossy(&line).trim_end());
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The progress bar, when one is shown (stderr is a terminal, no -q/-v).
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Show a progress bar while `f` runs if stderr is a terminal and neither -q
+/// nor -v is given (cron gets the closing line only).
+pub fn with_progress<T>(g: &Global, f: impl FnOnce(Option<&indicatif::ProgressBar>) -> T) -> T {
+    use std::io::IsTerminal;
+    if g.quiet || g.verbose || !std::io::stderr().is_terminal() {
+        return f(None);
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} inputs, {per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    if let Ok(mut b) = BAR.lock() {
+        *b = Some(bar.clone());
+    }
+    let out = f(Some(&bar));
+    if let Ok(mut b) = BAR.lock() {
+        *b = None;
+    }
+    bar.finish_and_clear();
+    out
+}
+
 /// Run the command line; returns the exit code.
 pub fn main() -> u8 {
     let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
     let config_env = env_path("DMARCDB_CONFIG");
     let global = Global {
         db: cli
@@ -205,5 +292,13 @@ pub fn print(text: &str) -> Result<(), Failure> {
 /// half-way, so write errors are ignored.
 pub fn say(line: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let bar = BAR.lock().ok().and_then(|b| b.clone());
+    match bar {
+        Some(bar) => bar.suspend(|| {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }),
+        None => {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    }
 }

@@ -24,7 +24,6 @@ use async_imap::{Client, Session};
 use futures::{Stream, StreamExt};
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -213,14 +212,14 @@ impl Default for PollOptions {
     }
 }
 
-/// Print a warning on stderr. (There is no logging crate yet.)
+/// A warning (shown unless the binary's logging is turned off).
 pub(crate) fn warn(message: &str) {
-    let _ = writeln!(std::io::stderr(), "warning: {message}");
+    log::warn!("{message}");
 }
 
-/// Print a note on stderr: something unusual that is handled.
+/// A note: something unusual that is handled (hidden by -q).
 fn note(message: &str) {
-    let _ = writeln!(std::io::stderr(), "note: {message}");
+    log::info!("{message}");
 }
 
 /// Poll one account once: fetch new mail in batches, hand each batch to the
@@ -248,6 +247,13 @@ pub async fn poll_with(
     let client = connect(&ctx).await?;
     let session = login(&ctx, client, &password).await?;
     drop(password);
+    log::debug!(
+        "account {}: logged in to {}:{} as {}",
+        account.name,
+        account.host,
+        account.port(),
+        account.username
+    );
     let mut run = Run {
         ctx,
         session,
@@ -653,6 +659,14 @@ impl Run<'_> {
             .collect();
         uids.sort_unstable();
         self.stats.messages = uids.len();
+        log::debug!(
+            "account {}: {} has {} messages (UIDVALIDITY {uidvalidity}; MOVE {}, UIDPLUS {})",
+            account.name,
+            account.folder,
+            uids.len(),
+            self.has_move,
+            self.has_uidplus
+        );
         if uids.is_empty() {
             return Ok(());
         }
@@ -684,6 +698,12 @@ impl Run<'_> {
         batch: &[u32],
     ) -> Result<(), FetchError> {
         let ctx = self.ctx;
+        log::debug!(
+            "account {}: batch of {} messages, UID {}",
+            mb.account,
+            batch.len(),
+            uid_set(batch)
+        );
         let sizes = self
             .fetch_checked(batch, "(UID RFC822.SIZE)", "reading message sizes", |f| {
                 f.size.map(u64::from)
@@ -857,6 +877,11 @@ impl Run<'_> {
             }
             self.ensure_folder(folder).await?;
             for chunk in uids.chunks(MOVE_CHUNK) {
+                log::debug!(
+                    "account {}: moving {} messages to {folder}",
+                    account.name,
+                    chunk.len()
+                );
                 self.move_uids(sink, mb, chunk, folder).await?;
                 match dest {
                     Destination::Archive => self.stats.moved_archive += chunk.len(),

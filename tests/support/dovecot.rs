@@ -173,7 +173,17 @@ impl Dovecot {
 
     /// A logged-in plaintext connection for doing things by hand.
     pub fn imap(&self) -> Imap {
-        Imap::login(self.port, USER, PASSWORD).expect("harness IMAP login")
+        // A loaded machine (parallel tests, several servers) now and then
+        // drops a login: try again before failing the test.
+        let mut last = None;
+        for attempt in 0..5 {
+            match Imap::login(self.port, USER, PASSWORD) {
+                Ok(imap) => return imap,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100 << attempt));
+        }
+        panic!("harness IMAP login: {:?}\n{}", last, self.log())
     }
 
     /// APPEND one message to `folder` (created if missing); its UID.
