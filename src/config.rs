@@ -48,6 +48,30 @@ pub enum TlsMode {
     None,
 }
 
+/// How an account logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// IMAP LOGIN with a password (one of the `password*` keys).
+    #[default]
+    Login,
+    /// SASL XOAUTH2 (Gmail, Microsoft 365) with an OAuth2 access token from `token_command`.
+    Xoauth2,
+    /// SASL OAUTHBEARER (RFC 7628) with an OAuth2 access token from `token_command`.
+    Oauthbearer,
+}
+
+impl AuthMethod {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Login => "login",
+            AuthMethod::Xoauth2 => "xoauth2",
+            AuthMethod::Oauthbearer => "oauthbearer",
+        }
+    }
+}
+
 /// The inline `password` of an account. Its Debug output is `***`, so that
 /// printing a config (or an account) can never show it.
 #[derive(Clone, Deserialize)]
@@ -90,6 +114,12 @@ pub struct ImapAccount {
     /// Extra CA certificates (PEM) to trust, e.g. for a private CA.
     pub ca_file: Option<PathBuf>,
     pub username: String,
+    /// How to log in (default "login": LOGIN with a password).
+    #[serde(default)]
+    pub auth: AuthMethod,
+    /// With `auth = "xoauth2"` or `"oauthbearer"`: a shell command whose first
+    /// line of output is an OAuth2 access token, run on every poll.
+    pub token_command: Option<String>,
     /// Inline password (prefer one of the other three).
     pub password: Option<InlinePassword>,
     /// A file whose first line is the password.
@@ -207,9 +237,17 @@ impl Config {
             path: path.into(),
             message,
         })?;
-        config.check().map_err(|message| ConfigError::Invalid {
-            path: path.into(),
-            message,
+        config.check_at().map_err(|p| {
+            // Name the line of the key the problem is about, where there is one.
+            let line =
+                p.at.and_then(|(account, key)| key_line(&text, account, key));
+            ConfigError::Invalid {
+                path: path.into(),
+                message: match line {
+                    Some(l) => format!("line {l}: {}", p.message),
+                    None => p.message,
+                },
+            }
         })?;
         if let Some(a) = config.imap.iter().find(|a| a.password.is_some()) {
             check_private(path, &a.name).map_err(|message| ConfigError::Invalid {
@@ -234,7 +272,12 @@ impl Config {
         })
     }
 
+    #[cfg(test)]
     fn check(&self) -> Result<(), String> {
+        self.check_at().map_err(|p| p.message)
+    }
+
+    fn check_at(&self) -> Result<(), Problem> {
         let l = &self.limits;
         for (key, v) in [
             ("max_input_bytes", l.max_input_bytes),
@@ -242,7 +285,7 @@ impl Config {
             ("max_decompressed_bytes", l.max_decompressed_bytes),
         ] {
             if v < 1024 {
-                return Err(format!("limits.{key} must be at least 1024 bytes"));
+                return Err(format!("limits.{key} must be at least 1024 bytes").into());
             }
         }
         if l.max_zip_entries == 0 || l.max_nesting == 0 {
@@ -255,50 +298,43 @@ impl Config {
             parse_days(d).map_err(|e| format!("prune.older_than: {e}"))?;
         }
         let mut names = std::collections::HashSet::new();
-        for a in &self.imap {
+        for (i, a) in self.imap.iter().enumerate() {
             if !names.insert(a.name.as_str()) {
-                return Err(format!("two [[imap]] accounts are named {:?}", a.name));
+                return Err(Problem::at(
+                    i,
+                    "name",
+                    format!("two [[imap]] accounts are named {:?}", a.name),
+                ));
             }
-            let sources = [
-                a.password.is_some(),
-                a.password_file.is_some(),
-                a.password_env.is_some(),
-                a.password_command.is_some(),
-            ];
-            match sources.iter().filter(|s| **s).count() {
-                1 => {}
-                0 => {
-                    return Err(format!(
-                        "account {:?}: set one of password_file, password_env, password_command or password",
-                        a.name
-                    ))
-                }
-                _ => {
-                    return Err(format!(
-                        "account {:?}: set only one of password, password_file, password_env, password_command",
-                        a.name
-                    ))
-                }
-            }
+            check_auth(i, a)?;
             if a.tls == TlsMode::None && !is_loopback(&a.host) {
-                return Err(format!(
-                    "account {:?}: tls = \"none\" is only allowed to a loopback address, not {}",
-                    a.name, a.host
+                return Err(Problem::at(
+                    i,
+                    "tls",
+                    format!(
+                        "account {:?}: tls = \"none\" is only allowed to a loopback address, not {}",
+                        a.name, a.host
+                    ),
                 ));
             }
             for (key, path) in [("ca_file", &a.ca_file), ("password_file", &a.password_file)] {
                 if let Some(p) = path.as_ref().filter(|p| !p.is_file()) {
-                    return Err(format!(
-                        "account {:?}: {key} {} is not a readable file",
-                        a.name,
-                        p.display()
+                    return Err(Problem::at(
+                        i,
+                        key,
+                        format!(
+                            "account {:?}: {key} {} is not a readable file",
+                            a.name,
+                            p.display()
+                        ),
                     ));
                 }
             }
             if a.batch_size == 0 {
-                return Err(format!(
-                    "account {:?}: batch_size must be at least 1",
-                    a.name
+                return Err(Problem::at(
+                    i,
+                    "batch_size",
+                    format!("account {:?}: batch_size must be at least 1", a.name),
                 ));
             }
         }
@@ -328,6 +364,128 @@ fn check_private(path: &Path, account: &str) -> Result<(), String> {
 #[cfg(not(unix))]
 fn check_private(_: &Path, _: &str) -> Result<(), String> {
     Ok(())
+}
+
+/// A failed check: the message, and the account (its index in `imap`) and
+/// key it is about, so that [`Config::load`] can name the line.
+struct Problem {
+    message: String,
+    at: Option<(usize, &'static str)>,
+}
+
+impl Problem {
+    fn at(account: usize, key: &'static str, message: String) -> Problem {
+        Problem {
+            message,
+            at: Some((account, key)),
+        }
+    }
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Problem {
+        Problem { message, at: None }
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(message: &str) -> Problem {
+        message.to_string().into()
+    }
+}
+
+/// The password keys, in the order [`crate::fetch::imap::resolve_password`] tries them.
+const PASSWORD_KEYS: [&str; 4] = [
+    "password",
+    "password_file",
+    "password_env",
+    "password_command",
+];
+
+/// `auth` and the credential keys of one account fit together: LOGIN takes
+/// exactly one password source and no `token_command`; XOAUTH2 and
+/// OAUTHBEARER take a `token_command` and no password.
+fn check_auth(i: usize, a: &ImapAccount) -> Result<(), Problem> {
+    let set: Vec<&'static str> = PASSWORD_KEYS
+        .into_iter()
+        .zip([
+            a.password.is_some(),
+            a.password_file.is_some(),
+            a.password_env.is_some(),
+            a.password_command.is_some(),
+        ])
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+    let name = &a.name;
+    match a.auth {
+        AuthMethod::Login => {
+            if a.token_command.is_some() {
+                return Err(Problem::at(
+                    i,
+                    "token_command",
+                    format!(
+                        "account {name:?}: token_command is only used with auth = \"xoauth2\" or \"oauthbearer\" (auth is \"login\")"
+                    ),
+                ));
+            }
+            match set.as_slice() {
+                [_] => Ok(()),
+                [] => Err(Problem::at(
+                    i,
+                    "name",
+                    format!(
+                        "account {name:?}: set one of password_file, password_env, password_command or password"
+                    ),
+                )),
+                [_, second, ..] => Err(Problem::at(
+                    i,
+                    second,
+                    format!(
+                        "account {name:?}: set only one of password, password_file, password_env, password_command"
+                    ),
+                )),
+            }
+        }
+        AuthMethod::Xoauth2 | AuthMethod::Oauthbearer => {
+            let auth = a.auth.as_str();
+            if let Some(key) = set.first() {
+                return Err(Problem::at(
+                    i,
+                    key,
+                    format!(
+                        "account {name:?}: {key} cannot be used with auth = {auth:?}, which logs in with the OAuth2 token from token_command; remove {key}"
+                    ),
+                ));
+            }
+            match &a.token_command {
+                None => Err(Problem::at(
+                    i,
+                    "auth",
+                    format!(
+                        "account {name:?}: auth = {auth:?} needs token_command, a command that prints an OAuth2 access token"
+                    ),
+                )),
+                Some(c) if c.trim().is_empty() => Err(Problem::at(
+                    i,
+                    "token_command",
+                    format!("account {name:?}: token_command is empty"),
+                )),
+                Some(_) => Ok(()),
+            }
+        }
+    }
+}
+
+/// The line of `key` in the `account`-th `[[imap]]` table of `text`, if it is there.
+fn key_line(text: &str, account: usize, key: &str) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Accounts {
+        #[serde(default)]
+        imap: Vec<std::collections::BTreeMap<String, toml::Spanned<toml::Value>>>,
+    }
+    let accounts: Accounts = toml::from_str(text).ok()?;
+    let start = accounts.imap.get(account)?.get(key)?.span().start;
+    Some(text.get(..start)?.matches('\n').count() + 1)
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -378,5 +536,78 @@ mod tests {
             inline.imap[0].password.as_ref().unwrap().expose(),
             "hunter2"
         );
+    }
+
+    #[test]
+    fn auth_and_token_command() {
+        let base = "[[imap]]\nname='m'\nhost='h'\nusername='u'\n";
+        let check = |extra: &str| {
+            Config::from_toml(&format!("{base}{extra}"))
+                .unwrap()
+                .check()
+        };
+
+        let login = Config::from_toml(&format!("{base}password='x'\n")).unwrap();
+        assert_eq!(login.imap[0].auth, AuthMethod::Login);
+        assert!(login.imap[0].token_command.is_none());
+        for auth in ["xoauth2", "oauthbearer"] {
+            let c = Config::from_toml(&format!("{base}auth='{auth}'\ntoken_command='cat /t'\n"))
+                .unwrap();
+            assert!(c.check().is_ok(), "{auth}");
+            assert_eq!(c.imap[0].auth.as_str(), auth);
+            assert_eq!(c.imap[0].token_command.as_deref(), Some("cat /t"));
+
+            let e = check(&format!("auth='{auth}'\n")).unwrap_err();
+            assert!(
+                e.contains("\"m\"") && e.contains("needs token_command"),
+                "{e}"
+            );
+            for key in ["password='x'", "password_env='V'", "password_command='c'"] {
+                let e = check(&format!("auth='{auth}'\ntoken_command='c'\n{key}\n")).unwrap_err();
+                let key = key.split('=').next().unwrap();
+                assert!(
+                    e.contains(&format!("{key} cannot be used with auth = \"{auth}\"")),
+                    "{e}"
+                );
+            }
+            let e = check(&format!("auth='{auth}'\ntoken_command=' '\n")).unwrap_err();
+            assert!(e.contains("token_command is empty"), "{e}");
+        }
+        let e = check("password='x'\ntoken_command='c'\n").unwrap_err();
+        assert!(e.contains("token_command is only used with"), "{e}");
+        assert!(check("").unwrap_err().contains("set one of"));
+        assert!(
+            Config::from_toml(&format!("{base}auth='plain'\npassword='x'\n"))
+                .unwrap_err()
+                .contains("line 5")
+        );
+    }
+
+    #[test]
+    fn invalid_config_names_the_line_of_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&path, true).unwrap_err().to_string()
+        };
+        let first = "[[imap]]\nname='a'\nhost='h'\nusername='u'\npassword='x'\n\n";
+        let e = load(&format!(
+            "{first}[[imap]]\nname='m'\nhost='h'\nusername='u'\nauth='xoauth2'\n\
+             token_command='c'\npassword_file='/etc/passwd'\n"
+        ));
+        assert!(
+            e.contains("line 13: account \"m\": password_file cannot be used"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "{first}[[imap]]\nname='m'\nhost='h'\nusername='u'\nauth='oauthbearer'\n"
+        ));
+        assert!(
+            e.contains("line 11: account \"m\": auth = \"oauthbearer\" needs token_command"),
+            "{e}"
+        );
+        let e = load("[limits]\nmax_nesting = 0\n");
+        assert!(!e.contains("line"), "{e}");
     }
 }

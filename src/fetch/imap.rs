@@ -9,14 +9,17 @@
 //! fetched again.
 //!
 //! Every network operation has a timeout ([`PollOptions::timeout`]). The
-//! password never appears in an error, a log line or a process argument.
+//! password (or OAuth2 token) never appears in an error, a log line or a
+//! process argument. Login is LOGIN with a password, or SASL XOAUTH2 /
+//! OAUTHBEARER with a token from `token_command` (`sasl.rs`).
 
+mod sasl;
 mod secret;
 mod tls;
 
-pub use secret::{resolve_password, Secret};
+pub use secret::{resolve_password, resolve_secret, resolve_token, Secret};
 
-use crate::config::{ImapAccount, Limits, TlsMode};
+use crate::config::{AuthMethod, ImapAccount, Limits, TlsMode};
 use async_imap::error::Error as ImapError;
 use async_imap::imap_proto::rfc4315::UidSetMember;
 use async_imap::imap_proto::{Response, ResponseCode, Status};
@@ -104,6 +107,10 @@ pub enum FetchError {
     /// The password could not be obtained (file, variable or command).
     #[error("account {account}: password: {message}")]
     Password { account: String, message: String },
+    /// The OAuth2 access token could not be obtained (`token_command`).
+    /// Like [`FetchError::Password`], not worth retrying.
+    #[error("account {account}: OAuth2 token: {message}")]
+    Token { account: String, message: String },
     /// The TCP connection could not be made.
     #[error("account {account}: cannot connect to {host}:{port}: {message}")]
     Connect {
@@ -243,10 +250,10 @@ pub async fn poll_with(
         account,
         timeout: options.timeout,
     };
-    let password = resolve_password(account)?;
+    let secret = resolve_secret(account)?;
     let client = connect(&ctx).await?;
-    let session = login(&ctx, client, &password).await?;
-    drop(password);
+    let session = login(&ctx, client, &secret).await?;
+    drop(secret);
     log::debug!(
         "account {}: logged in to {}:{} as {}",
         account.name,
@@ -577,14 +584,18 @@ async fn send_line(
     }
 }
 
-/// LOGIN. A refusal is [`FetchError::Login`] at once.
+/// LOGIN, or AUTHENTICATE XOAUTH2/OAUTHBEARER with a token as `auth` says.
+/// A refusal is [`FetchError::Login`] at once.
 async fn login(
     ctx: &Ctx<'_>,
     client: Client<Conn>,
-    password: &Secret,
+    secret: &Secret,
 ) -> Result<Session<Conn>, FetchError> {
+    if ctx.account.auth != AuthMethod::Login {
+        return sasl::authenticate(ctx, client, secret).await;
+    }
     let what = "logging in";
-    let login = client.login(&ctx.account.username, password.expose());
+    let login = client.login(&ctx.account.username, secret.expose());
     match tokio::time::timeout(ctx.timeout, login).await {
         Err(_) => Err(ctx.timed_out(what)),
         Ok(Ok(session)) => Ok(session),

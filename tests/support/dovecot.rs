@@ -20,6 +20,11 @@
 //! (`auth_failure_delay = 0`, anvil penalty off) so failure tests stay fast
 //! and do not slow later logins.
 //!
+//! With [`Builder::oauth2`] the server also takes XOAUTH2 and OAUTHBEARER:
+//! Dovecot's oauth2 passdb checks each bearer token with a small HTTP
+//! token-introspection endpoint ([`TokenEndpoint`]) the harness runs in a
+//! thread on another free loopback port; it accepts one token for `dmarc`.
+//!
 //! If `dovecot` is not installed (or the tests do not run as root), `start`
 //! prints a loud message and returns `None` so the test can skip; with
 //! `CI=true` in the environment it panics instead. `DOVECOT_KEEP=1` keeps the
@@ -34,6 +39,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The one user of the test server.
@@ -61,6 +68,7 @@ pub const CAPS_WITHOUT_MOVE_UIDPLUS: &str =
 pub struct Builder {
     imap_capability: Option<String>,
     extra_config: String,
+    oauth2_token: Option<String>,
 }
 
 impl Builder {
@@ -74,6 +82,13 @@ impl Builder {
     /// A server without the MOVE capability.
     pub fn without_move(self) -> Self {
         self.imap_capability(CAPS_WITHOUT_MOVE)
+    }
+
+    /// Also offer XOAUTH2 and OAUTHBEARER, accepting `token` (and no other)
+    /// as an access token for [`USER`] (the password keeps working for LOGIN).
+    pub fn oauth2(mut self, token: &str) -> Self {
+        self.oauth2_token = Some(token.to_string());
+        self
     }
 
     /// Extra lines appended to `dovecot.conf`.
@@ -127,6 +142,9 @@ pub struct Dovecot {
     tmp: Option<tempfile::TempDir>,
     master: Child,
     watchdog: Option<(Child, ChildStdin)>,
+    /// With [`Builder::oauth2`]: the introspection endpoint (dropped after
+    /// the server has stopped).
+    tokens: Option<TokenEndpoint>,
 }
 
 impl Dovecot {
@@ -169,6 +187,33 @@ impl Dovecot {
              ca_file = {ca:?}\nusername = {USER:?}\npassword = {PASSWORD:?}\n",
             ca = self.ca_file.display().to_string(),
         )
+    }
+
+    /// As [`Dovecot::account_toml`], logging in with `auth` (`"xoauth2"` or
+    /// `"oauthbearer"`) and a token from `token_command` instead of a password.
+    pub fn oauth_account_toml(
+        &self,
+        name: &str,
+        tls: &str,
+        auth: &str,
+        token_command: &str,
+    ) -> String {
+        let login = self.account_toml(name, tls);
+        let password_line = format!("password = {PASSWORD:?}\n");
+        assert!(login.contains(&password_line));
+        login.replace(
+            &password_line,
+            &format!("auth = {auth:?}\ntoken_command = {token_command:?}\n"),
+        )
+    }
+
+    /// The tokens the introspection endpoint was asked about so far, in
+    /// order (empty without [`Builder::oauth2`]).
+    pub fn introspected(&self) -> Vec<String> {
+        self.tokens
+            .as_ref()
+            .map(|t| t.asked.lock().unwrap().clone())
+            .unwrap_or_default()
     }
 
     /// A logged-in plaintext connection for doing things by hand.
@@ -258,7 +303,52 @@ impl Dovecot {
         if port == tls_port {
             return Err("the same port twice".into());
         }
+        let tokens = match &opts.oauth2_token {
+            Some(token) => Some(TokenEndpoint::start(token)?),
+            None => None,
+        };
         let dir = d.display();
+        // The password for LOGIN; with oauth2 a second passdb for the tokens.
+        let (mechanisms, passdb) = match &tokens {
+            None => (
+                "plain login",
+                format!(
+                    "passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {dir}/users
+}}"
+                ),
+            ),
+            Some(t) => {
+                write(
+                    &d.join("oauth2.conf.ext"),
+                    &format!(
+                        "introspection_mode = post
+introspection_url = http://127.0.0.1:{}/introspect
+username_attribute = username
+active_attribute = active
+active_value = true
+",
+                        t.port
+                    ),
+                )?;
+                (
+                    "plain login xoauth2 oauthbearer",
+                    format!(
+                        "passdb {{
+  driver = passwd-file
+  mechanisms = plain login
+  args = scheme=PLAIN username_format=%u {dir}/users
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {dir}/oauth2.conf.ext
+}}"
+                    ),
+                )
+            }
+        };
         let mut conf = format!(
             "base_dir = {dir}/run
 state_dir = {dir}/state
@@ -270,7 +360,7 @@ ssl = yes
 ssl_cert = <{dir}/tls/server.crt
 ssl_key = <{dir}/tls/server.key
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 first_valid_uid = {uid}
 first_valid_gid = {gid}
 last_valid_uid = 0
@@ -278,10 +368,7 @@ mail_uid = {uid}
 mail_gid = {gid}
 mail_home = {dir}/mail/%u
 mail_location = maildir:~/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {dir}/users
-}}
+{passdb}
 userdb {{
   driver = passwd-file
   args = username_format=%u {dir}/users
@@ -333,6 +420,7 @@ service anvil {{
             tmp: Some(tmp),
             master,
             watchdog: None,
+            tokens,
         };
         dv.watchdog = watchdog(dv.master.id());
         dv.wait_ready().map_err(|e| {
@@ -561,6 +649,149 @@ fn make_certs(tls: &Path) -> Result<(), String> {
         "-out",
         "server.crt",
     ])
+}
+
+/// A token-introspection endpoint (RFC 7662 style) for Dovecot's oauth2
+/// passdb with `introspection_mode = post`: for `POST /introspect` with the
+/// form body `token=...` it answers `{"active": true, "username": "dmarc"}`
+/// for the one good token and `{"active": false}` for any other. One thread
+/// accepts, one per connection answers; each connection gets one answer and
+/// is closed. Stopped on drop.
+pub struct TokenEndpoint {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Every token asked about, in order.
+    asked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TokenEndpoint {
+    fn start(good: &str) -> Result<TokenEndpoint, String> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (asked, stop, good) = (asked.clone(), stop.clone(), good.to_string());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let (asked, good) = (asked.clone(), good.clone());
+                    std::thread::spawn(move || {
+                        if let Err(e) = answer_introspection(conn, &good, &asked) {
+                            eprintln!("token endpoint: {e}");
+                        }
+                    });
+                }
+            })
+        };
+        Ok(TokenEndpoint {
+            port,
+            asked,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for TokenEndpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Read one HTTP request, answer it, close.
+fn answer_introspection(
+    conn: TcpStream,
+    good: &str,
+    asked: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut r = BufReader::new(conn);
+    let mut request_line = String::new();
+    r.read_line(&mut request_line)?;
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length.min(1 << 20)];
+    r.read_exact(&mut body)?;
+    let body = String::from_utf8_lossy(&body);
+    let token = body
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| form_decode(v));
+    let (status, answer) = match token {
+        _ if !request_line.starts_with("POST /introspect ") => ("404 Not Found", "{}".to_string()),
+        Some(t) => {
+            let active = t == good;
+            asked.lock().unwrap().push(t);
+            let answer = if active {
+                format!("{{\"active\": true, \"username\": \"{USER}\"}}")
+            } else {
+                "{\"active\": false}".to_string()
+            };
+            ("200 OK", answer)
+        }
+        None => ("400 Bad Request", "{}".to_string()),
+    };
+    let w = r.get_mut();
+    w.write_all(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{answer}",
+            answer.len()
+        )
+        .as_bytes(),
+    )?;
+    w.flush()
+}
+
+/// `application/x-www-form-urlencoded` value: `+` is a space, `%XX` a byte.
+fn form_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn free_port() -> Result<u16, String> {

@@ -1,13 +1,14 @@
-//! The account password: where it comes from, and a wrapper that keeps it out
-//! of logs.
+//! The account password or OAuth2 access token: where it comes from, and a
+//! wrapper that keeps it out of logs.
 
 use super::FetchError;
-use crate::config::ImapAccount;
+use crate::config::{AuthMethod, ImapAccount};
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-/// A password. `Debug` prints `***`; there is no `Display`. Read it with
-/// [`Secret::expose`] only where it is sent to the server.
+/// A password or an access token. `Debug` prints `***`; there is no
+/// `Display`. Read it with [`Secret::expose`] only where it is sent to the
+/// server.
 pub struct Secret(String);
 
 impl Secret {
@@ -76,7 +77,7 @@ pub fn resolve_password(account: &ImapAccount) -> Result<Secret, FetchError> {
             }
         }
     } else if let Some(cmd) = &account.password_command {
-        run_password_command(cmd).map_err(err)?
+        run_command("password_command", cmd).map_err(err)?
     } else {
         return Err(err("no password configured".into()));
     };
@@ -107,16 +108,64 @@ fn first_line(text: &str) -> String {
     line.strip_suffix('\r').unwrap_or(line).to_string()
 }
 
-/// Run the command, return the first line of its stdout. The error message
-/// never contains the command's output (it may be, or contain, the secret).
-/// How long `password_command` may take.
-const PASSWORD_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn run_password_command(cmd: &str) -> Result<String, String> {
-    run_password_command_within(cmd, PASSWORD_COMMAND_TIMEOUT)
+/// What `account` logs in with: its password for `auth = "login"`, else its
+/// OAuth2 access token ([`resolve_password`], [`resolve_token`]).
+pub fn resolve_secret(account: &ImapAccount) -> Result<Secret, FetchError> {
+    match account.auth {
+        AuthMethod::Login => resolve_password(account),
+        AuthMethod::Xoauth2 | AuthMethod::Oauthbearer => resolve_token(account),
+    }
 }
 
-fn run_password_command_within(cmd: &str, timeout: std::time::Duration) -> Result<String, String> {
+/// The OAuth2 access token of `account` (`auth = "xoauth2"` or
+/// `"oauthbearer"`): the first line of the standard output of
+/// `token_command`, run like `password_command` (`sh -c`, stdin closed,
+/// stderr passed through, killed with everything it started after 60 s, a
+/// non-zero exit is an error), with surrounding whitespace removed (a token
+/// has none). It is run on every call, so an expired token is never reused.
+/// Errors name the account and `token_command`, never the output.
+pub fn resolve_token(account: &ImapAccount) -> Result<Secret, FetchError> {
+    let err = |message: String| FetchError::Token {
+        account: account.name.clone(),
+        message,
+    };
+    let Some(cmd) = &account.token_command else {
+        return Err(err(format!(
+            "auth = {:?} needs token_command",
+            account.auth.as_str()
+        )));
+    };
+    let line = Secret(run_command("token_command", cmd).map_err(err)?);
+    let token = line.expose().trim();
+    if token.is_empty() {
+        return Err(err(
+            "token_command printed no token (its first line is empty)".into(),
+        ));
+    }
+    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(err(
+            "the first line of token_command's output contains spaces or control characters; an access token has none"
+                .into(),
+        ));
+    }
+    Ok(Secret(token.to_string()))
+}
+
+/// How long `password_command` or `token_command` may take.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Run the command (`key` names it in errors: `password_command` or
+/// `token_command`), return the first line of its stdout. The error message
+/// never contains the command's output (it may be, or contain, the secret).
+fn run_command(key: &str, cmd: &str) -> Result<String, String> {
+    run_command_within(key, cmd, COMMAND_TIMEOUT)
+}
+
+fn run_command_within(
+    key: &str,
+    cmd: &str,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
     use std::os::unix::process::CommandExt;
     let mut child = Command::new("sh")
         .arg("-c")
@@ -127,7 +176,7 @@ fn run_password_command_within(cmd: &str, timeout: std::time::Duration) -> Resul
         // Its own process group, so that on a timeout everything it started goes too.
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run password_command: {e}"))?;
+        .map_err(|e| format!("cannot run {key}: {e}"))?;
     // Read in a thread so that a command that never ends (a GPG agent waiting
     // for a passphrase under cron), or leaves a child holding its output open,
     // cannot hang the run: the whole group is killed after `timeout`.
@@ -148,7 +197,7 @@ fn run_password_command_within(cmd: &str, timeout: std::time::Duration) -> Resul
         let _ = child.kill();
         let _ = child.wait();
         format!(
-            "password_command did not finish within {} s; killed it",
+            "{key} did not finish within {} s; killed it",
             timeout.as_secs()
         )
     };
@@ -159,7 +208,7 @@ fn run_password_command_within(cmd: &str, timeout: std::time::Duration) -> Resul
                 std::thread::sleep(std::time::Duration::from_millis(20))
             }
             Ok(None) => return Err(give_up(&mut child)),
-            Err(e) => return Err(format!("cannot wait for password_command: {e}")),
+            Err(e) => return Err(format!("cannot wait for {key}: {e}")),
         }
     };
     let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -171,13 +220,13 @@ fn run_password_command_within(cmd: &str, timeout: std::time::Duration) -> Resul
     if !status.success() {
         zero(out);
         return Err(match status.code() {
-            Some(c) => format!("password_command exited with status {c}"),
-            None => "password_command was killed by a signal".to_string(),
+            Some(c) => format!("{key} exited with status {c}"),
+            None => format!("{key} was killed by a signal"),
         });
     }
     if let Err(e) = read {
         zero(out);
-        return Err(format!("cannot read the output of password_command: {e}"));
+        return Err(format!("cannot read the output of {key}: {e}"));
     }
     match String::from_utf8(out) {
         Ok(s) => {
@@ -187,12 +236,12 @@ fn run_password_command_within(cmd: &str, timeout: std::time::Duration) -> Resul
         }
         Err(e) => {
             zero(e.into_bytes());
-            Err("the output of password_command is not valid UTF-8".to_string())
+            Err(format!("the output of {key} is not valid UTF-8"))
         }
     }
 }
 
-fn zero(mut bytes: Vec<u8>) {
+pub(super) fn zero(mut bytes: Vec<u8>) {
     bytes.iter_mut().for_each(|b| *b = 0);
     std::hint::black_box(&bytes);
 }
@@ -204,13 +253,21 @@ mod tests {
     #[test]
     fn a_hanging_password_command_is_killed() {
         let t = std::time::Instant::now();
-        let e = run_password_command_within("sleep 30", std::time::Duration::from_millis(300))
-            .unwrap_err();
-        assert!(e.contains("did not finish"), "{e}");
+        let e = run_command_within(
+            "token_command",
+            "sleep 30",
+            std::time::Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(e.contains("token_command did not finish"), "{e}");
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(
-            run_password_command_within("printf 'pw\\nx'", std::time::Duration::from_secs(10))
-                .unwrap(),
+            run_command_within(
+                "password_command",
+                "printf 'pw\\nx'",
+                std::time::Duration::from_secs(10)
+            )
+            .unwrap(),
             "pw"
         );
     }
