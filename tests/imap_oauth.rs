@@ -345,6 +345,17 @@ impl MailSink for NullSink {
     ) -> Result<Vec<(u32, Destination)>, SinkError> {
         Ok(Vec::new())
     }
+    fn copied(&mut self, _: &MailboxRef, _: &str, _: &[u32]) -> Result<Vec<u32>, SinkError> {
+        Ok(Vec::new())
+    }
+    fn record_copies(
+        &mut self,
+        _: &MailboxRef,
+        _: &str,
+        _: &[(u32, Option<u32>)],
+    ) -> Result<(), SinkError> {
+        Ok(())
+    }
     fn oversize(&mut self, _: &MailboxRef, _: u32, _: u64, _: Vec<u8>) -> Result<(), SinkError> {
         Ok(())
     }
@@ -498,6 +509,7 @@ async fn sasl_exchange_is_exactly_as_specified() {
             &mut NullSink,
             &PollOptions {
                 timeout: Duration::from_secs(10),
+                ..PollOptions::default()
             },
         )
         .await
@@ -547,6 +559,7 @@ async fn server_silent_after_the_token_times_out() {
         &mut NullSink,
         &PollOptions {
             timeout: Duration::from_millis(500),
+            ..PollOptions::default()
         },
     )
     .await
