@@ -298,3 +298,35 @@ fn a_failing_account_does_not_stop_the_others() {
     assert_eq!(stats["inputs"], 4, "{stats}");
     assert_complete(&dv, &run, 4);
 }
+
+#[test]
+fn ten_thousand_messages_in_one_run_with_one_fetch_and_one_move_per_batch() {
+    let Some(dv) = Dovecot::start() else { return };
+    const N: usize = 10_000;
+    let t = Instant::now();
+    let mails: Vec<Vec<u8>> = (0..N).map(|i| report(i, 1)).collect();
+    dv.append_all("INBOX", &mails);
+    eprintln!("appended {N} in {:?}", t.elapsed());
+    // Plaintext on loopback through the proxy, so the commands can be counted.
+    let proxy = Proxy::start(dv.port);
+    let cfg = dv.account_toml("big", "none").replace(
+        &format!("port = {}", dv.port),
+        &format!("port = {}", proxy.port),
+    );
+    let run = Run::new();
+    let t = Instant::now();
+    let (out, stats) = run.ingest(&cfg);
+    eprintln!("ingested {N} in {:?}", t.elapsed());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stats["reports"], N, "{stats}");
+    assert_complete(&dv, &run, N);
+    assert_eq!(dv.count("Archive"), N);
+    // batch_size 100: per batch one FETCH of sizes, one of bodies, one MOVE.
+    let batches = N.div_ceil(100);
+    assert_eq!(proxy.commands_with(" UID FETCH "), 2 * batches);
+    assert_eq!(proxy.commands_with(" UID MOVE "), batches);
+}

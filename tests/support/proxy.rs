@@ -19,6 +19,8 @@ struct Shared {
     open: Mutex<Vec<TcpStream>>,
     /// Connections accepted so far.
     accepted: AtomicU64,
+    /// Everything clients sent (the commands, with tls = "none").
+    sent: Mutex<Vec<u8>>,
 }
 
 pub struct Proxy {
@@ -50,8 +52,13 @@ impl Proxy {
                     open.push(client.try_clone().unwrap());
                     open.push(server.try_clone().unwrap());
                 }
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), 0);
-                pipe(server, client, cut);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    0,
+                    Some(s.clone()),
+                );
+                pipe(server, client, cut, None);
             }
         });
         Proxy { port, shared }
@@ -74,14 +81,27 @@ impl Proxy {
         self.shared.refusing.store(on, Ordering::SeqCst);
     }
 
+    /// The command lines clients sent that contain `needle` (case-insensitive).
+    pub fn commands_with(&self, needle: &str) -> usize {
+        let sent = self.shared.sent.lock().unwrap();
+        String::from_utf8_lossy(&sent)
+            .lines()
+            .filter(|l| {
+                l.to_ascii_uppercase()
+                    .contains(&needle.to_ascii_uppercase())
+            })
+            .count()
+    }
+
     /// Connections accepted so far (refused ones included).
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::SeqCst)
     }
 }
 
-/// Copy `from` → `to` in a thread; with `cut` > 0, close both after that many bytes.
-fn pipe(mut from: TcpStream, mut to: TcpStream, cut: u64) {
+/// Copy `from` → `to` in a thread; with `cut` > 0, close both after that
+/// many bytes; with `keep`, append what passes to its `sent`.
+fn pipe(mut from: TcpStream, mut to: TcpStream, cut: u64, keep: Option<Arc<Shared>>) {
     thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
         let mut sent = 0u64;
@@ -95,6 +115,9 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, cut: u64) {
             } else {
                 n
             };
+            if let Some(k) = &keep {
+                k.sent.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
             if to.write_all(&buf[..n]).is_err() {
                 break;
             }
