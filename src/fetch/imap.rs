@@ -10,9 +10,13 @@
 //!
 //! Every network operation has a timeout ([`PollOptions::timeout`]). The
 //! password never appears in an error, a log line or a process argument.
+//!
+//! [`watch`] (`ingest --imap --watch`) keeps one connection per account and
+//! runs the same poll again whenever IDLE reports new mail.
 
 mod secret;
 mod tls;
+pub mod watch;
 
 pub use secret::{resolve_password, Secret};
 
@@ -78,6 +82,11 @@ pub trait MailSink {
         size: u64,
         header: Vec<u8>,
     ) -> Result<(), SinkError>;
+    /// Asked before each batch: true ends the poll there (what was
+    /// committed is moved first). `--watch` says so after SIGTERM.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Errors polling one account. Each displays as one line naming the account
@@ -223,19 +232,8 @@ pub async fn poll_with(
         account,
         timeout: options.timeout,
     };
-    let password = resolve_password(account)?;
-    let client = connect(&ctx).await?;
-    let session = login(&ctx, client, &password).await?;
-    drop(password);
-    let mut run = Run {
-        ctx,
-        session,
-        limits,
-        has_move: false,
-        has_uidplus: false,
-        folders_ok: HashSet::new(),
-        stats: PollStats::default(),
-    };
+    let session = open(&ctx).await?;
+    let mut run = Run::new(ctx, session, limits);
     let result = run.poll(sink).await;
     let logout = match &result {
         Ok(_) => true,
@@ -247,6 +245,15 @@ pub async fn poll_with(
         let _ = tokio::time::timeout(t, run.session.logout()).await;
     }
     result.map(|()| run.stats)
+}
+
+/// Password, connection, login: a session ready for [`Run::poll`].
+async fn open(ctx: &Ctx<'_>) -> Result<Session<Conn>, FetchError> {
+    let password = resolve_password(ctx.account)?;
+    let client = connect(ctx).await?;
+    let session = login(ctx, client, &password).await?;
+    drop(password);
+    Ok(session)
 }
 
 /// The account and the timeout, for errors.
@@ -596,7 +603,19 @@ struct Run<'a> {
     stats: PollStats,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(ctx: Ctx<'a>, session: Session<Conn>, limits: &'a Limits) -> Self {
+        Run {
+            ctx,
+            session,
+            limits,
+            has_move: false,
+            has_uidplus: false,
+            folders_ok: HashSet::new(),
+            stats: PollStats::default(),
+        }
+    }
+
     async fn poll(&mut self, sink: &mut dyn MailSink) -> Result<(), FetchError> {
         let ctx = self.ctx;
         let account = ctx.account;
@@ -648,6 +667,9 @@ impl Run<'_> {
 
         let new: Vec<u32> = uids.into_iter().filter(|u| !done.contains(u)).collect();
         for batch in new.chunks(account.batch_size.max(1)) {
+            if sink.stop_requested() {
+                break;
+            }
             self.batch(sink, &mb, batch).await?;
         }
         Ok(())
