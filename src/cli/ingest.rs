@@ -20,6 +20,10 @@ pub struct Args {
     /// Poll every [[imap]] account in the config once, then exit (may be combined with PATHs).
     #[arg(long)]
     imap: bool,
+    /// With --imap: keep running and fetch new mail as it arrives (IDLE, or
+    /// every poll_interval where the server has no IDLE) until SIGTERM or Ctrl-C.
+    #[arg(long, requires = "imap")]
+    watch: bool,
     /// Print the closing counts as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -84,7 +88,11 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
         }
     }
 
-    if a.imap {
+    if a.watch {
+        failed |= super::watch::run(g, &config, &mut ingester)?;
+    }
+
+    if a.imap && !a.watch {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
