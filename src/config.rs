@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The whole configuration file. Every section is optional.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -140,6 +141,15 @@ pub struct ImapAccount {
     /// Messages per UID FETCH and per commit.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// `--watch`: how long one IDLE may last before it is ended and issued
+    /// again (RFC 2177: at most 29 minutes). Written "25m", "90s", "1h" or a
+    /// number of seconds; default 25 minutes.
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// `--watch` on a server without IDLE: the time between polls (same
+    /// syntax); default 5 minutes.
+    #[serde(default = "default_poll_interval", deserialize_with = "duration")]
+    pub poll_interval: Duration,
 }
 
 impl ImapAccount {
@@ -197,6 +207,57 @@ fn default_invalid() -> String {
 }
 fn default_batch() -> usize {
     100
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(25 * 60)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+/// The longest IDLE RFC 2177 allows a client before it re-issues it.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(29 * 60);
+/// The longest `poll_interval`.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// Parse a duration written `90s`, `25m` or `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let unit = match t.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3600,
+        _ => 0,
+    };
+    t.get(..t.len().saturating_sub(1))
+        .filter(|_| unit > 0)
+        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|n| n.checked_mul(unit))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?}: expected a duration such as 90s, 25m or 1h"))
+}
+
+/// A duration from a string (`"25m"`, see [`parse_duration`]) or a number of seconds.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration such as \"90s\", \"25m\" or \"1h\", or a number of seconds")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom(format!("{v}: a duration cannot be negative")))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// Errors reading the configuration.
@@ -335,6 +396,23 @@ impl Config {
                     i,
                     "batch_size",
                     format!("account {:?}: batch_size must be at least 1", a.name),
+                ));
+            }
+            if a.idle_timeout < Duration::from_secs(1) || a.idle_timeout > MAX_IDLE_TIMEOUT {
+                return Err(Problem::at(
+                    i,
+                    "idle_timeout",
+                    format!(
+                        "account {:?}: idle_timeout must be from 1s to 29m (RFC 2177: re-issue IDLE at least every 29 minutes)",
+                        a.name
+                    ),
+                ));
+            }
+            if a.poll_interval < Duration::from_secs(1) || a.poll_interval > MAX_POLL_INTERVAL {
+                return Err(Problem::at(
+                    i,
+                    "poll_interval",
+                    format!("account {:?}: poll_interval must be from 1s to 24h", a.name),
                 ));
             }
         }
@@ -609,5 +687,30 @@ mod tests {
         );
         let e = load("[limits]\nmax_nesting = 0\n");
         assert!(!e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn watch_durations() {
+        let base = "[[imap]]\nname='a'\nhost='h'\nusername='u'\npassword_env='PW'\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(c.imap[0].idle_timeout, Duration::from_secs(1500));
+        assert_eq!(c.imap[0].poll_interval, Duration::from_secs(300));
+        let c =
+            Config::from_toml(&format!("{base}idle_timeout='10m'\npoll_interval=45\n")).unwrap();
+        assert!(c.check().is_ok());
+        assert_eq!(c.imap[0].idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.imap[0].poll_interval, Duration::from_secs(45));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration(" 90s "), Ok(Duration::from_secs(90)));
+        for bad in ["", "m", "10", "10d", "-1m", "1.5m", "ten m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        let e = Config::from_toml(&format!("{base}idle_timeout='soon'\n")).unwrap_err();
+        assert!(e.contains("line 6") && e.contains("90s, 25m or 1h"), "{e}");
+        assert!(Config::from_toml(&format!("{base}poll_interval=-5\n")).is_err());
+        let long = Config::from_toml(&format!("{base}idle_timeout='30m'\n")).unwrap();
+        assert!(long.check().unwrap_err().contains("29m"));
+        let zero = Config::from_toml(&format!("{base}poll_interval='0s'\n")).unwrap();
+        assert!(zero.check().unwrap_err().contains("poll_interval"));
     }
 }

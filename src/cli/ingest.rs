@@ -23,6 +23,10 @@ pub struct Args {
     /// Poll every [[imap]] account in the config once, then exit (may be combined with PATHs).
     #[arg(long)]
     imap: bool,
+    /// With --imap: keep running and fetch new mail as it arrives (IDLE, or
+    /// every poll_interval where the server has no IDLE) until SIGTERM or Ctrl-C.
+    #[arg(long, requires = "imap")]
+    watch: bool,
     /// Print the closing counts as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -37,6 +41,10 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
+    if a.watch {
+        // A daemon prints a line per event; a bar would only spin.
+        return ingest(g, a, None);
+    }
     super::with_progress(g, |bar| ingest(g, a, bar))
 }
 
@@ -55,8 +63,11 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
     // Mail offered on stdin or in files must never be turned away: those
     // wait. A cron-started IMAP poll that finds the last one still running
     // has nothing to do.
-    let wait = a.wait || !a.paths.is_empty();
-    let Some(_lock) = g.lock(wait)? else {
+    if a.watch && a.dry_run {
+        return Err(Failure::usage("--dry-run cannot be combined with --watch"));
+    }
+    let wait = a.wait || a.watch || !a.paths.is_empty();
+    let Some(lock) = g.lock(wait)? else {
         if !g.quiet {
             say(&format!(
                 "dmarcdb: another dmarcdb run holds {}; nothing done (--wait waits for it)",
@@ -118,7 +129,20 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
         }
     }
 
-    if a.imap {
+    if a.watch {
+        // A daemon must not hold the lock while it idles (a mail piped in by
+        // the MTA would wait for ever): it takes it for each store call.
+        drop(lock);
+        let mut sink = LockPerCall {
+            inner: &mut ingester,
+            db: g.db.clone(),
+        };
+        failed |= super::watch::run(g, &config, &mut sink)?;
+        finish(g, a, &ingester.stats)?;
+        return Ok(if failed { 1 } else { 0 });
+    }
+
+    if a.imap && !a.watch {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -282,5 +306,80 @@ impl MailSink for Progress<'_, '_> {
             b.inc(1);
         }
         Ok(())
+    }
+}
+
+/// For `--watch`: the run lock is taken for each call into the store and
+/// given back at once, so that file ingests and cron runs get their turn
+/// while the daemon idles.
+struct LockPerCall<'a, 's> {
+    inner: &'a mut Ingester<'s>,
+    db: PathBuf,
+}
+
+impl LockPerCall<'_, '_> {
+    fn lock(&self) -> Result<RunLock, SinkError> {
+        RunLock::acquire(&self.db).map_err(|e| {
+            format!(
+                "cannot take the lock {}: {e}",
+                RunLock::path_for(&self.db).display()
+            )
+            .into()
+        })
+    }
+}
+
+impl MailSink for LockPerCall<'_, '_> {
+    fn stored(
+        &mut self,
+        mb: &MailboxRef,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Destination)>, SinkError> {
+        let _held = self.lock()?;
+        self.inner.stored(mb, uids)
+    }
+
+    fn store(
+        &mut self,
+        mb: &MailboxRef,
+        mails: Vec<FetchedMail>,
+    ) -> Result<Vec<(u32, Destination)>, SinkError> {
+        let _held = self.lock()?;
+        MailSink::store(self.inner, mb, mails)
+    }
+
+    fn copied(
+        &mut self,
+        mb: &MailboxRef,
+        folder: &str,
+        uids: &[u32],
+    ) -> Result<Vec<u32>, SinkError> {
+        let _held = self.lock()?;
+        self.inner.copied(mb, folder, uids)
+    }
+
+    fn record_copies(
+        &mut self,
+        mb: &MailboxRef,
+        folder: &str,
+        copies: &[(u32, Option<u32>)],
+    ) -> Result<(), SinkError> {
+        let _held = self.lock()?;
+        self.inner.record_copies(mb, folder, copies)
+    }
+
+    fn oversize(
+        &mut self,
+        mb: &MailboxRef,
+        uid: u32,
+        size: u64,
+        header: Vec<u8>,
+    ) -> Result<(), SinkError> {
+        let _held = self.lock()?;
+        self.inner.oversize(mb, uid, size, header)
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.inner.stop_requested()
     }
 }

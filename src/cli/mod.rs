@@ -6,6 +6,7 @@ mod prune;
 mod query;
 mod reparse;
 mod summary;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use dmarcdb::config::Config;

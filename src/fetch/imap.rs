@@ -12,10 +12,14 @@
 //! password (or OAuth2 token) never appears in an error, a log line or a
 //! process argument. Login is LOGIN with a password, or SASL XOAUTH2 /
 //! OAUTHBEARER with a token from `token_command` (`sasl.rs`).
+//!
+//! [`watch`] (`ingest --imap --watch`) keeps one connection per account and
+//! runs the same poll again whenever IDLE reports new mail.
 
 mod sasl;
 mod secret;
 mod tls;
+pub mod watch;
 
 pub use secret::{resolve_password, resolve_secret, resolve_token, Secret};
 
@@ -97,6 +101,11 @@ pub trait MailSink {
         size: u64,
         header: Vec<u8>,
     ) -> Result<(), SinkError>;
+    /// Asked before each batch: true ends the poll there (what was
+    /// committed is moved first). `--watch` says so after SIGTERM.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Errors polling one account. Each displays as one line naming the account
@@ -250,27 +259,9 @@ pub async fn poll_with(
         account,
         timeout: options.timeout,
     };
-    let secret = resolve_secret(account)?;
-    let client = connect(&ctx).await?;
-    let session = login(&ctx, client, &secret).await?;
-    drop(secret);
-    log::debug!(
-        "account {}: logged in to {}:{} as {}",
-        account.name,
-        account.host,
-        account.port(),
-        account.username
-    );
-    let mut run = Run {
-        ctx,
-        session,
-        limits,
-        has_move: false,
-        has_uidplus: false,
-        dry_run: options.dry_run,
-        folders_ok: HashSet::new(),
-        stats: PollStats::default(),
-    };
+    let session = open(&ctx).await?;
+    let mut run = Run::new(ctx, session, limits);
+    run.dry_run = options.dry_run;
     let result = run.poll(sink).await;
     let logout = match &result {
         Ok(_) => true,
@@ -282,6 +273,23 @@ pub async fn poll_with(
         let _ = tokio::time::timeout(t, run.session.logout()).await;
     }
     result.map(|()| run.stats)
+}
+
+/// Password, connection, login: a session ready for [`Run::poll`].
+async fn open(ctx: &Ctx<'_>) -> Result<Session<Conn>, FetchError> {
+    let secret = resolve_secret(ctx.account)?;
+    let client = connect(ctx).await?;
+    let session = login(ctx, client, &secret).await?;
+    drop(secret);
+    let account = ctx.account;
+    log::debug!(
+        "account {}: logged in to {}:{} as {}",
+        account.name,
+        account.host,
+        account.port(),
+        account.username
+    );
+    Ok(session)
 }
 
 /// The account and the timeout, for errors.
@@ -636,7 +644,20 @@ struct Run<'a> {
     stats: PollStats,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(ctx: Ctx<'a>, session: Session<Conn>, limits: &'a Limits) -> Self {
+        Run {
+            ctx,
+            session,
+            limits,
+            has_move: false,
+            has_uidplus: false,
+            dry_run: false,
+            folders_ok: HashSet::new(),
+            stats: PollStats::default(),
+        }
+    }
+
     async fn poll(&mut self, sink: &mut dyn MailSink) -> Result<(), FetchError> {
         let ctx = self.ctx;
         let account = ctx.account;
@@ -696,6 +717,9 @@ impl Run<'_> {
 
         let new: Vec<u32> = uids.into_iter().filter(|u| !done.contains(u)).collect();
         for batch in new.chunks(account.batch_size.max(1)) {
+            if sink.stop_requested() {
+                break;
+            }
             self.batch(sink, &mb, batch).await?;
         }
         Ok(())

@@ -63,6 +63,13 @@ pub const CAPS_WITHOUT_MOVE_UIDPLUS: &str =
     ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY SNIPPET=FUZZY \
     PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY";
 
+/// Dovecot 2.3's post-login capabilities without IDLE (MOVE and UIDPLUS stay).
+pub const CAPS_WITHOUT_IDLE: &str = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE SORT \
+    SORT=DISPLAY THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL \
+    CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC \
+    ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY \
+    PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY";
+
 /// Options for [`Dovecot::builder`].
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
@@ -402,21 +409,9 @@ service anvil {{
             conf.push_str(&format!("imap_capability = {caps}\n"));
         }
         conf.push_str(&opts.extra_config);
-        let conf_path = d.join("dovecot.conf");
-        write(&conf_path, &conf)?;
+        write(&d.join("dovecot.conf"), &conf)?;
 
-        let log = std::fs::File::create(d.join("stdout.log")).map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        // `setsid`: its own session and process group (group id = master
-        // pid) for a last-resort group kill, and no terminal signals.
-        let master = Command::new("setsid")
-            .arg(dovecot_bin().ok_or("dovecot not found")?)
-            .args(["-F", "-c", path(&conf_path)])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("spawn dovecot: {e}"))?;
+        let (master, watchdog) = spawn_master(&d)?;
         let mut dv = Dovecot {
             port,
             tls_port,
@@ -424,16 +419,47 @@ service anvil {{
             dir: d,
             tmp: Some(tmp),
             master,
-            watchdog: None,
+            watchdog,
             tokens,
         };
-        dv.watchdog = watchdog(dv.master.id());
-        dv.wait_ready().map_err(|e| {
-            let log = dv.log();
-            let out = std::fs::read_to_string(dv.dir.join("stdout.log")).unwrap_or_default();
-            format!("{e}\n--- dovecot.log ---\n{log}\n--- stdout ---\n{out}")
-        })?;
+        dv.wait_ready().map_err(|e| dv.failed(&e))?;
         Ok(dv)
+    }
+
+    /// Stop the server (as a restart does: connected clients get BYE) and
+    /// start it again with the same ports, config and mail.
+    pub fn restart(&mut self) {
+        // SIGTERM to the whole group, not just the master: an imap process
+        // in IDLE outlives a master stopped alone by about 10 s.
+        if let Ok(None) = self.master.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", self.master.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
+        self.stop_master();
+        let mut last = String::new();
+        // The ports are free again at once (Dovecot binds with
+        // SO_REUSEADDR), but retry a few times in case one is slow to go.
+        for _ in 0..20 {
+            let (master, watchdog) = spawn_master(&self.dir).expect("spawn dovecot again");
+            self.master = master;
+            self.watchdog = watchdog;
+            match self.wait_ready() {
+                Ok(()) => return,
+                Err(e) => last = self.failed(&e),
+            }
+            self.stop_master();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("Dovecot did not start again: {last}");
+    }
+
+    /// `e` with the logs, for a server that did not start.
+    fn failed(&self, e: &str) -> String {
+        let log = self.log();
+        let out = std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default();
+        format!("{e}\n--- dovecot.log ---\n{log}\n--- stdout ---\n{out}")
     }
 
     /// Alive, `run/master.pid` holds our pid, the port greets with `* OK`.
@@ -457,13 +483,18 @@ service anvil {{
     }
 }
 
-impl Drop for Dovecot {
-    fn drop(&mut self) {
+impl Dovecot {
+    /// SIGTERM the master and wait for it (SIGKILL its group after 10 s).
+    fn stop_master(&mut self) {
         // The watchdog first, so it cannot signal a reused pid later.
         if let Some((mut child, stdin)) = self.watchdog.take() {
             let _ = child.kill();
             drop(stdin);
             let _ = child.wait();
+        }
+        if let Ok(Some(_)) = self.master.try_wait() {
+            // Gone already (and reaped): its pid may belong to another process now.
+            return;
         }
         let pid = self.master.id().to_string();
         let _ = Command::new("kill")
@@ -487,12 +518,41 @@ impl Drop for Dovecot {
                 .status();
             let _ = self.master.wait();
         }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop_master();
         if std::env::var("DOVECOT_KEEP").is_ok_and(|v| v == "1") {
             if let Some(tmp) = self.tmp.take() {
                 eprintln!("DOVECOT_KEEP=1: keeping {}", tmp.keep().display());
             }
         }
     }
+}
+
+/// Start the master of the server in `dir` (config `dir/dovecot.conf`,
+/// output appended to `dir/stdout.log`) and its watchdog.
+fn spawn_master(dir: &Path) -> Result<(Child, Option<(Child, ChildStdin)>), String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stdout.log"))
+        .map_err(|e| e.to_string())?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    // `setsid`: its own session and process group (group id = master
+    // pid) for a last-resort group kill, and no terminal signals.
+    let master = Command::new("setsid")
+        .arg(dovecot_bin().ok_or("dovecot not found")?)
+        .args(["-F", "-c", path(&dir.join("dovecot.conf"))])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("spawn dovecot: {e}"))?;
+    let watchdog = watchdog(master.id());
+    Ok((master, watchdog))
 }
 
 /// Stops the server if this process dies without running `Drop` (a panic
