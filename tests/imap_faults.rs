@@ -189,7 +189,7 @@ fn connection_cut_in_the_middle_of_a_fetch() {
 }
 
 #[test]
-fn server_gone_between_batches_then_back() {
+fn server_unreachable_between_batches_then_back() {
     let Some(dv) = Dovecot::start() else { return };
     let proxy = Proxy::start(dv.tls_port);
     let mails: Vec<Vec<u8>> = (0..30).map(|i| report(i, 2)).collect();
@@ -240,6 +240,47 @@ fn server_gone_between_batches_then_back() {
     );
     assert_complete(&dv, &run, 30);
     assert_eq!(dv.count("Archive"), 30);
+}
+
+#[test]
+fn server_restarts_between_batches() {
+    let Some(mut dv) = Dovecot::start() else {
+        return;
+    };
+    const N: usize = 300;
+    let mails: Vec<Vec<u8>> = (0..N).map(|i| report(i, 2)).collect();
+    dv.append_all("INBOX", &mails);
+    let run = Run::new();
+    let cfg = config(&dv, None, 10);
+    let child = run
+        .command(&cfg, &["ingest", "--imap"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while dv.count("Archive") < 10 && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    dv.restart();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("run during the restart: {:?}: {err}", out.status);
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("dmarcdb: account faults: "), "{err}");
+        // Consistent: every mail in one folder; what is archived is stored.
+        let archived = dv.count("Archive");
+        assert_eq!(dv.count("INBOX") + archived, N);
+        assert!(run.sql("SELECT count(*) FROM inputs") as usize >= archived);
+    }
+    let (out, _) = run.ingest(&cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_complete(&dv, &run, N);
+    assert_eq!(dv.count("Archive"), N);
 }
 
 #[test]
