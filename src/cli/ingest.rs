@@ -133,9 +133,10 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
         // A daemon must not hold the lock while it idles (a mail piped in by
         // the MTA would wait for ever): it takes it for each store call.
         drop(lock);
-        let mut sink = LockPerCall {
+        let mut sink = Sink {
             inner: &mut ingester,
-            db: g.db.clone(),
+            bar: None,
+            lock_per_call: Some(g.db.clone()),
         };
         failed |= super::watch::run(g, &config, &mut sink)?;
         finish(g, a, &ingester.stats)?;
@@ -152,9 +153,10 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
             ..imap::PollOptions::default()
         };
         for account in &config.imap {
-            let mut sink = Progress {
+            let mut sink = Sink {
                 inner: &mut ingester,
                 bar,
+                lock_per_call: None,
             };
             let poll = imap::poll_with(account, &config.limits, &mut sink, &options);
             match rt.block_on(poll) {
@@ -234,19 +236,48 @@ fn finish(g: &Global, a: &Args, stats: &Stats) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The ingester as the poller's sink, moving the progress bar.
-struct Progress<'a, 's> {
+/// The ingester as the poller's sink: moves the progress bar, and for
+/// `--watch` takes the run lock for each call into the store and gives it
+/// back at once, so that file ingests and cron runs get their turn while the
+/// daemon idles.
+struct Sink<'a, 's> {
     inner: &'a mut Ingester<'s>,
     bar: Option<&'a ProgressBar>,
+    lock_per_call: Option<PathBuf>,
 }
 
-impl MailSink for Progress<'_, '_> {
+impl<'s> Sink<'_, 's> {
+    /// Run `f` on the ingester, under the lock if so set.
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut Ingester<'s>) -> Result<T, SinkError>,
+    ) -> Result<T, SinkError> {
+        let _held = match &self.lock_per_call {
+            Some(db) => Some(RunLock::acquire(db).map_err(|e| {
+                format!(
+                    "cannot take the lock {}: {e}",
+                    RunLock::path_for(db).display()
+                )
+            })?),
+            None => None,
+        };
+        f(self.inner)
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(b) = self.bar {
+            b.inc(n);
+        }
+    }
+}
+
+impl MailSink for Sink<'_, '_> {
     fn stored(
         &mut self,
         mb: &MailboxRef,
         uids: &[u32],
     ) -> Result<Vec<(u32, Destination)>, SinkError> {
-        let known = self.inner.stored(mb, uids)?;
+        let known = self.call(|i| i.stored(mb, uids))?;
         if let Some(b) = self.bar {
             // SEARCH found `uids`; those stored before are only moved.
             b.set_style(
@@ -257,7 +288,7 @@ impl MailSink for Progress<'_, '_> {
             );
             b.set_message(format!("{}/{}", mb.account, mb.mailbox));
             b.set_position(0);
-            b.set_length((uids.len() - known.len().min(uids.len())) as u64);
+            b.set_length(uids.len().saturating_sub(known.len()) as u64);
             b.reset_eta();
         }
         Ok(known)
@@ -269,10 +300,8 @@ impl MailSink for Progress<'_, '_> {
         mails: Vec<FetchedMail>,
     ) -> Result<Vec<(u32, Destination)>, SinkError> {
         let n = mails.len() as u64;
-        let placed = MailSink::store(self.inner, mb, mails)?;
-        if let Some(b) = self.bar {
-            b.inc(n);
-        }
+        let placed = self.call(|i| MailSink::store(i, mb, mails))?;
+        self.advance(n);
         Ok(placed)
     }
 
@@ -282,7 +311,7 @@ impl MailSink for Progress<'_, '_> {
         folder: &str,
         uids: &[u32],
     ) -> Result<Vec<u32>, SinkError> {
-        self.inner.copied(mb, folder, uids)
+        self.call(|i| i.copied(mb, folder, uids))
     }
 
     fn record_copies(
@@ -291,7 +320,7 @@ impl MailSink for Progress<'_, '_> {
         folder: &str,
         copies: &[(u32, Option<u32>)],
     ) -> Result<(), SinkError> {
-        self.inner.record_copies(mb, folder, copies)
+        self.call(|i| i.record_copies(mb, folder, copies))
     }
 
     fn oversize(
@@ -301,82 +330,9 @@ impl MailSink for Progress<'_, '_> {
         size: u64,
         header: Vec<u8>,
     ) -> Result<(), SinkError> {
-        self.inner.oversize(mb, uid, size, header)?;
-        if let Some(b) = self.bar {
-            b.inc(1);
-        }
+        self.call(|i| i.oversize(mb, uid, size, header))?;
+        self.advance(1);
         Ok(())
-    }
-}
-
-/// For `--watch`: the run lock is taken for each call into the store and
-/// given back at once, so that file ingests and cron runs get their turn
-/// while the daemon idles.
-struct LockPerCall<'a, 's> {
-    inner: &'a mut Ingester<'s>,
-    db: PathBuf,
-}
-
-impl LockPerCall<'_, '_> {
-    fn lock(&self) -> Result<RunLock, SinkError> {
-        RunLock::acquire(&self.db).map_err(|e| {
-            format!(
-                "cannot take the lock {}: {e}",
-                RunLock::path_for(&self.db).display()
-            )
-            .into()
-        })
-    }
-}
-
-impl MailSink for LockPerCall<'_, '_> {
-    fn stored(
-        &mut self,
-        mb: &MailboxRef,
-        uids: &[u32],
-    ) -> Result<Vec<(u32, Destination)>, SinkError> {
-        let _held = self.lock()?;
-        self.inner.stored(mb, uids)
-    }
-
-    fn store(
-        &mut self,
-        mb: &MailboxRef,
-        mails: Vec<FetchedMail>,
-    ) -> Result<Vec<(u32, Destination)>, SinkError> {
-        let _held = self.lock()?;
-        MailSink::store(self.inner, mb, mails)
-    }
-
-    fn copied(
-        &mut self,
-        mb: &MailboxRef,
-        folder: &str,
-        uids: &[u32],
-    ) -> Result<Vec<u32>, SinkError> {
-        let _held = self.lock()?;
-        self.inner.copied(mb, folder, uids)
-    }
-
-    fn record_copies(
-        &mut self,
-        mb: &MailboxRef,
-        folder: &str,
-        copies: &[(u32, Option<u32>)],
-    ) -> Result<(), SinkError> {
-        let _held = self.lock()?;
-        self.inner.record_copies(mb, folder, copies)
-    }
-
-    fn oversize(
-        &mut self,
-        mb: &MailboxRef,
-        uid: u32,
-        size: u64,
-        header: Vec<u8>,
-    ) -> Result<(), SinkError> {
-        let _held = self.lock()?;
-        self.inner.oversize(mb, uid, size, header)
     }
 
     fn stop_requested(&self) -> bool {
