@@ -335,6 +335,28 @@ fn a_file_ingest_and_a_cron_poll_run_while_the_daemon_idles() {
 }
 
 #[test]
+fn idle_is_reissued_every_idle_timeout_on_the_same_connection() {
+    let Some(dv) = Dovecot::start() else { return };
+    let mut w = Watch::new(&account(&dv, "reports", "idle_timeout = \"1s\""));
+    w.start();
+    // Each re-IDLE polls (a -v line each time).
+    w.wait_for(POLLED, 4, Duration::from_secs(15));
+    // (The harness logs in without TLS; the watcher uses STARTTLS.)
+    let logins = dv
+        .log()
+        .lines()
+        .filter(|l| l.contains("imap-login: Info: Login: user=<") && l.contains(", TLS,"))
+        .count();
+    assert_eq!(logins, 1, "re-IDLE must not reconnect:\n{}", dv.log());
+    dv.append("INBOX", &report("reidle-1"));
+    assert!(
+        wait_until(Duration::from_secs(10), || dv.count("Archive") == 1),
+        "not fetched; stderr:\n{}",
+        w.stderr()
+    );
+}
+
+#[test]
 fn sigint_while_idle_exits_0_promptly() {
     let Some(dv) = Dovecot::start() else { return };
     let mut w = Watch::new(&account(&dv, "reports", ""));
