@@ -825,3 +825,40 @@ fn an_inline_password_in_a_config_others_can_read_is_refused() {
     let out = env.run(&["--config", cfg.to_str().unwrap(), "ingest", "--imap"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
+
+#[test]
+fn absurd_counts_and_future_dates_do_not_break_or_hide_the_summary() {
+    let env = Env::new();
+    let xml = std::fs::read_to_string(format!("{WRAPPED}/{NAME}.xml")).unwrap();
+    let dir = env.dir.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    let evil = xml
+        .replace("wrapping-test-0001", "evil-1")
+        .replace("<end>1700092799</end>", "<end>9223372036854775807</end>");
+    let evil = regex_count(&evil);
+    std::fs::write(dir.join("evil.xml"), evil).unwrap();
+    std::fs::write(dir.join("good.xml"), &xml).unwrap();
+    env.json(&["ingest", "--json", dir.to_str().unwrap()]);
+    let out = env.run(&["summary", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The default period is the real report's, not the one dated in 292 billion years.
+    assert_eq!(s["until"].as_i64(), Some(1700092799), "{s}");
+    let out = env.run(&["summary", "--since", "2000-01-01", "--until", "2100-01-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.run(&["query", "receiver-actions"]).status.success());
+}
+
+/// Every <count> of a report made absurd.
+fn regex_count(xml: &str) -> String {
+    let mut out = String::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<count>") {
+        out.push_str(&rest[..i]);
+        out.push_str("<count>9223372036854775807");
+        let j = rest[i..].find("</count>").unwrap();
+        rest = &rest[i + j..];
+    }
+    out.push_str(rest);
+    out
+}

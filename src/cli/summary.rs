@@ -42,8 +42,10 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
     }
     let store = g.existing_store()?;
     let db = |e: dmarcdb::store::StoreError| Failure::operational(e.to_string());
-    let newest = store.newest_report_end(domain.as_deref()).map_err(db)?;
     let now = chrono::Utc::now().timestamp();
+    let newest = store
+        .newest_report_end(domain.as_deref(), now + 86_400)
+        .map_err(db)?;
     let (since, until) =
         summary::period(a.since.as_ref(), a.until.as_ref(), newest, now).map_err(Failure::usage)?;
     let filter = Filter {

@@ -297,6 +297,15 @@ impl OpenElements {
     }
 }
 
+/// Messages per record above this are not believed (no receiver sees a
+/// billion mails from one IP in one report); also keeps sums far from
+/// overflowing.
+const MAX_COUNT: i64 = 1_000_000_000;
+
+/// Report dates outside 2000-01-01..2100-01-01 are stored with a warning.
+const PLAUSIBLE_FROM: i64 = 946_684_800;
+const PLAUSIBLE_TO: i64 = 4_102_444_800;
+
 /// The header while it is being collected.
 #[derive(Default)]
 struct HeaderBuilder {
@@ -981,6 +990,18 @@ impl<R: BufRead> ReportReader<R> {
         }
         let begin = int_or_err(hb.begin, "<date_range>/<begin>")?;
         let end = int_or_err(hb.end, "<date_range>/<end>")?;
+        if begin > end {
+            self.warn.add("dates", "order", || {
+                format!("the date range begins ({begin}) after it ends ({end})")
+            });
+        }
+        for (what, t) in [("begin", begin), ("end", end)] {
+            if !(PLAUSIBLE_FROM..=PLAUSIBLE_TO).contains(&t) {
+                self.warn.add("dates", what, || {
+                    format!("implausible <date_range>/<{what}> {t} (not between 2000 and 2100)")
+                });
+            }
+        }
         let domain = hb
             .domain
             .ok_or(ParseError::Missing("<policy_published>/<domain>"))?;
@@ -1089,27 +1110,41 @@ impl<R: BufRead> ReportReader<R> {
                         rec.source_ip = raw;
                     }
                 }
-                Tok::Open(Tag::Count, e) => match self.int_field(e, "count")? {
-                    Some(Ok(n)) if n >= 0 => {
-                        *saw_count = true;
-                        rec.count = n;
-                    }
-                    Some(Ok(n)) => {
-                        *saw_count = true;
-                        rec.count = 0;
-                        self.warn.add("neg_count", "", || {
-                            format!("negative count {n} in record {idx}; 0 used")
+                Tok::Open(Tag::Count, e) => {
+                    match self.int_field(e, "count")? {
+                        Some(Ok(n)) if (0..=MAX_COUNT).contains(&n) => {
+                            *saw_count = true;
+                            rec.count = n;
+                        }
+                        Some(Ok(n)) if n > MAX_COUNT => {
+                            *saw_count = true;
+                            rec.count = 0;
+                            self.warn.add("huge_count", "", || {
+                            format!("implausible count {n} in record {idx} (over {MAX_COUNT}); 0 used")
                         });
-                    }
-                    Some(Err(raw)) => {
-                        *saw_count = true;
-                        rec.count = 0;
-                        self.warn.add("bad_count", "", || {
-                            format!("non-numeric count '{raw}' in record {idx}; 0 used")
+                        }
+                        Some(Ok(n)) => {
+                            *saw_count = true;
+                            rec.count = 0;
+                            self.warn.add("neg_count", "", || {
+                                format!("negative count {n} in record {idx}; 0 used")
+                            });
+                        }
+                        Some(Err(raw)) => {
+                            *saw_count = true;
+                            rec.count = 0;
+                            let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+                            self.warn.add("bad_count", "", || {
+                            if digits {
+                                format!("implausible count {raw} in record {idx} (over {MAX_COUNT}); 0 used")
+                            } else {
+                                format!("non-numeric count '{raw}' in record {idx}; 0 used")
+                            }
                         });
+                        }
+                        None => {}
                     }
-                    None => {}
-                },
+                }
                 Tok::Open(Tag::PolicyEvaluated, e) => self.parse_policy_evaluated(rec, e)?,
                 Tok::Open(tag, e) => self.unexpected(tag, e, "row")?,
                 Tok::Close => return Ok(()),

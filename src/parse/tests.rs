@@ -1177,3 +1177,47 @@ fn corpus_specific_values() {
         assert_eq!(h.format, Format::Rfc9990, "{}", f.display());
     }
 }
+
+#[test]
+fn implausible_counts_and_dates_are_warned_about() {
+    let xml = |count: &str, begin: &str, end: &str| {
+        format!(
+            "<feedback><report_metadata><org_name>o</org_name><report_id>r</report_id>\
+             <date_range><begin>{begin}</begin><end>{end}</end></date_range></report_metadata>\
+             <policy_published><domain>example.com</domain></policy_published>\
+             <record><row><source_ip>192.0.2.1</source_ip><count>{count}</count></row></record></feedback>"
+        )
+    };
+    let (_, recs, w) =
+        parse_slice(xml("9223372036854775807", "1700000000", "1700086399").as_bytes()).unwrap();
+    assert_eq!(recs[0].count, 0);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("implausible count 9223372036854775807")),
+        "{w:?}"
+    );
+    let (_, recs, w) =
+        parse_slice(xml("18446744073709551615", "1700000000", "1700086399").as_bytes()).unwrap();
+    assert_eq!(recs[0].count, 0);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("implausible count 18446744073709551615")),
+        "{w:?}"
+    );
+    let (_, recs, w) =
+        parse_slice(xml("1000000000", "1700000000", "1700086399").as_bytes()).unwrap();
+    assert_eq!((recs[0].count, w.len()), (1_000_000_000, 0), "{w:?}");
+    let (h, _, w) = parse_slice(xml("1", "1700086399", "9223372036854775807").as_bytes()).unwrap();
+    assert_eq!(h.end, i64::MAX, "stored as sent");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("implausible <date_range>/<end>")),
+        "{w:?}"
+    );
+    let (_, _, w) = parse_slice(xml("1", "1700086399", "1700000000").as_bytes()).unwrap();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("begins (1700086399) after it ends")),
+        "{w:?}"
+    );
+}

@@ -62,13 +62,15 @@ pub struct FailingSender {
 }
 
 impl Store {
-    /// The end of the newest report, if any report is stored.
-    pub fn newest_report_end(&self, domain: Option<&str>) -> Result<Option<i64>> {
+    /// The end of the newest report that ends by `not_after`, if any (a
+    /// report dated in the future, by mistake or malice, must not move the
+    /// default period away from the real ones).
+    pub fn newest_report_end(&self, domain: Option<&str>, not_after: i64) -> Result<Option<i64>> {
         Ok(self.conn.query_row(
             "SELECT max(end_date) FROM reports
-             WHERE ?1 IS NULL OR policy_domain = ?1
-                OR substr(policy_domain, -length(?1) - 1) = '.' || ?1",
-            [domain],
+             WHERE end_date <= ?2 AND (?1 IS NULL OR policy_domain = ?1
+                OR substr(policy_domain, -length(?1) - 1) = '.' || ?1)",
+            params![domain, not_after],
             |r| r.get(0),
         )?)
     }
