@@ -404,6 +404,7 @@ impl<'s> Ingester<'s> {
                 warnings.extend(problems);
             }
         }
+        cap_warnings(&mut warnings);
         self.store
             .finish_input(id, kind, reason.as_deref(), &warnings)?;
         Ok(Outcome {
@@ -588,6 +589,18 @@ impl<'s> Ingester<'s> {
             }
         }
         Ok(Ok(()))
+    }
+}
+
+/// Warnings kept (stored and printed) per input: a mail of thousands of
+/// junk parts must not print thousands of lines into a cron mail.
+const MAX_INPUT_WARNINGS: usize = 50;
+
+fn cap_warnings(w: &mut Vec<String>) {
+    if w.len() > MAX_INPUT_WARNINGS {
+        let more = w.len() - (MAX_INPUT_WARNINGS - 1);
+        w.truncate(MAX_INPUT_WARNINGS - 1);
+        w.push(format!("and {more} more warnings (not kept)"));
     }
 }
 

@@ -862,3 +862,32 @@ fn regex_count(xml: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[test]
+fn warnings_per_input_are_capped() {
+    let env = Env::new();
+    let mut m = String::from(
+        "From: a@example.org\r\nTo: b@example.com\r\nSubject: junk\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\r\n",
+    );
+    for i in 0..300 {
+        m.push_str(&format!(
+            "--b\r\nContent-Type: application/gzip; name=\"r{i}.xml.gz\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n"
+        ));
+    }
+    m.push_str("--b--\r\n");
+    let path = env.dir.path().join("junk.eml");
+    std::fs::write(&path, m).unwrap();
+    let out = env.run(&["ingest", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).lines().count() <= 52, "{}", stderr(&out));
+    assert_eq!(
+        env.sql("SELECT json_array_length(warnings) FROM inputs"),
+        50
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM inputs, json_each(inputs.warnings) w WHERE w.value = 'and 250 more warnings (not kept)'"),
+        1
+    );
+}

@@ -956,3 +956,37 @@ fn pathological_mime_does_not_panic_or_overflow() {
     g.extend(std::iter::repeat_n(b'a', 1 << 20));
     run(&g, None, &limits);
 }
+
+#[test]
+fn mails_with_too_many_parts_or_a_huge_header_are_not_parsed() {
+    use dmarcdb::extract::extract;
+    use dmarcdb::kind::Kind;
+    let head = "From: a@example.org\r\nTo: b@example.com\r\nSubject: many\r\nMIME-Version: 1.0\r\n\
+                Content-Type: multipart/mixed; boundary=b\r\n\r\n";
+    let mail = |n: usize| {
+        let mut m = head.to_string();
+        for _ in 0..n {
+            m.push_str("--b\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+        }
+        m.push_str("--b--\r\n");
+        m.into_bytes()
+    };
+    let just = mail(4999);
+    assert_ne!(extract(&just, None).kind, Kind::Invalid);
+    let over = mail(5000);
+    let e = extract(&over, None);
+    assert_eq!(e.kind, Kind::Invalid);
+    assert_eq!(
+        e.reason.as_deref(),
+        Some("mail has more than 5000 MIME boundary lines (not parsed)")
+    );
+    let mut big = b"From: a@example.org\r\nSubject: ".to_vec();
+    big.resize(big.len() + (1 << 20), b'x');
+    big.extend_from_slice(b"\r\n\r\nbody\r\n");
+    let e = extract(&big, None);
+    assert_eq!(e.kind, Kind::Invalid);
+    assert!(e
+        .reason
+        .unwrap()
+        .contains("header block is larger than 1048576 bytes"));
+}
