@@ -887,7 +887,7 @@ fn warnings_per_input_are_capped() {
         50
     );
     assert_eq!(
-        env.sql("SELECT count(*) FROM inputs, json_each(inputs.warnings) w WHERE w.value = 'and 250 more warnings (not kept)'"),
+        env.sql("SELECT count(*) FROM inputs, json_each(inputs.warnings) w WHERE w.value LIKE 'and % more warnings (not kept)'"),
         1
     );
 }
