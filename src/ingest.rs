@@ -113,6 +113,9 @@ pub struct Ingester<'s> {
     in_batch: bool,
     /// Dry run: `commit` keeps the batch open; the caller rolls it back.
     dry_run: bool,
+    /// While re-reading: reports that ended before this were pruned and are
+    /// not stored again.
+    pruned_before: Option<i64>,
     notify: Option<Notify<'s>>,
     /// Warnings about the input being ingested, found while reading its documents.
     input_warnings: Vec<String>,
@@ -128,6 +131,17 @@ const REPARSE_SP: &str = "reparse";
 /// Marks the warning a later input leaves on a kept report (see
 /// [`Store::duplicate_warnings_of`]).
 pub const DIFFERENT_COPY: &str = "arrived again with different records";
+/// Marks the warning on a complete report that took a salvaged one's place.
+pub const REPLACES_SALVAGED: &str = "replaces the salvaged copy from";
+
+/// Warnings on an input about another input's copy of the same report. They
+/// record the order in which copies arrived, which re-reading one input
+/// cannot know: `reparse` keeps the ones an input had and adds none.
+fn is_relational(w: &str) -> bool {
+    w.contains(DIFFERENT_COPY)
+        || w.starts_with("a broken copy of report ")
+        || w.starts_with("a copy of report ")
+}
 
 impl<'s> Ingester<'s> {
     /// An ingester writing to `store` under `limits`.
@@ -137,6 +151,7 @@ impl<'s> Ingester<'s> {
             limits,
             in_batch: false,
             dry_run: false,
+            pruned_before: None,
             notify: None,
             input_warnings: Vec::new(),
             stats: Stats::default(),
@@ -433,17 +448,27 @@ impl<'s> Ingester<'s> {
         }
         let before = self.store.input_fingerprint(id)?;
         let stats = self.stats.clone();
+        self.pruned_before = self.store.prune_horizon()?;
         self.store.savepoint(REPARSE_SP)?;
         let result = (|| {
             // Warnings that later inputs left on this input's reports are not
             // this input's to lose.
             let foreign = self.store.duplicate_warnings_of(id)?;
+            let relational: Vec<String> = self
+                .store
+                .input_warnings(id)?
+                .into_iter()
+                .filter(|w| is_relational(w))
+                .collect();
             self.store.delete_reports_of(id)?;
             let input = RawInput::new(raw.origin.clone(), raw.name.clone(), raw.bytes);
             let extracted = extract::extract(&input.bytes, input.name.as_deref());
             self.store.update_mail(id, extracted.mail.as_ref())?;
-            let outcome = self.read_into(id, &input, &extracted)?;
+            let mut outcome = self.read_into(id, &input, &extracted)?;
             self.store.restore_duplicate_warnings(id, &foreign)?;
+            outcome.warnings.retain(|w| !is_relational(w));
+            outcome.warnings.extend(relational);
+            self.store.set_input_warnings(id, &outcome.warnings)?;
             Ok(outcome)
         })();
         let outcome = match result {
@@ -478,6 +503,10 @@ impl<'s> Ingester<'s> {
             Ok(h) => h.clone(),
             Err(e) => return Ok(Err(e.to_string())),
         };
+        if self.pruned_before.is_some_and(|h| header.end < h) {
+            // Pruned: what `prune` removed stays removed.
+            return Ok(Ok(()));
+        }
         let known = self.store.report_by_key(&header)?;
         if let Some(known) = known.as_ref().filter(|k| !k.salvaged) {
             // Same key: keep the first. Read the records anyway to tell a true
@@ -570,7 +599,7 @@ impl<'s> Ingester<'s> {
         }
         if let Some(old) = &known {
             let first = self.store.describe_input(old.input)?;
-            warnings.push(format!("replaces the salvaged copy from {first}"));
+            warnings.push(format!("{REPLACES_SALVAGED} {first}"));
         }
         self.store
             .finish_report(report, records, messages, &digest, &warnings, salvaged)?;

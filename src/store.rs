@@ -19,6 +19,7 @@ pub mod query;
 const MIGRATIONS: &[&str] = &[
     include_str!("../sql/schema.sql"),
     include_str!("../sql/migrations/0002_imap_copies.sql"),
+    include_str!("../sql/migrations/0003_prune_horizon.sql"),
 ];
 
 /// Errors from the store. Any of them is an operational failure.
@@ -309,6 +310,26 @@ impl Store {
                 "UPDATE inputs SET kind = ?2, reason = ?3, warnings = ?4 WHERE id = ?1",
             )?
             .execute(params![id, kind.as_str(), reason, json_list(warnings)])?;
+        Ok(())
+    }
+
+    /// An input's warnings.
+    pub fn input_warnings(&self, id: i64) -> Result<Vec<String>> {
+        let current: Option<String> =
+            self.conn
+                .query_row("SELECT warnings FROM inputs WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+        Ok(current
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default())
+    }
+
+    /// Replace an input's warnings.
+    pub fn set_input_warnings(&mut self, id: i64, warnings: &[String]) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE inputs SET warnings = ?2 WHERE id = ?1")?
+            .execute(params![id, json_list(warnings)])?;
         Ok(())
     }
 
@@ -651,15 +672,22 @@ impl Store {
         )?)
     }
 
-    /// Warnings that later inputs left on this input's reports (a copy with
-    /// other records under the same key), by report key.
+    /// Warnings about other inputs on this input's reports (a later copy with
+    /// other records under the same key; the salvaged copy this one
+    /// replaced), by report key.
     pub fn duplicate_warnings_of(&self, input: i64) -> Result<Vec<(ReportKey, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.reporter, r.report_id, r.policy_domain, r.begin_date, r.end_date, j.value
              FROM reports r, json_each(r.warnings) j
-             WHERE r.input = ?1 AND r.warnings IS NOT NULL AND instr(j.value, ?2) > 0",
+             WHERE r.input = ?1 AND r.warnings IS NOT NULL
+               AND (instr(j.value, ?2) > 0 OR instr(j.value, ?3) > 0)",
         )?;
-        let rows = stmt.query_map(params![input, crate::ingest::DIFFERENT_COPY], |r| {
+        let markers = params![
+            input,
+            crate::ingest::DIFFERENT_COPY,
+            crate::ingest::REPLACES_SALVAGED
+        ];
+        let rows = stmt.query_map(markers, |r| {
             Ok((
                 ReportKey {
                     reporter: r.get(0)?,
@@ -789,9 +817,23 @@ impl Store {
                 [cutoff],
             )?;
             tx.execute("DELETE FROM reports WHERE end_date < ?1", [cutoff])?;
+            let horizon: Option<i64> =
+                tx.query_row("SELECT max(before) FROM prune_horizon", [], |r| r.get(0))?;
+            tx.execute("DELETE FROM prune_horizon", [])?;
+            tx.execute(
+                "INSERT INTO prune_horizon (before) VALUES (?1)",
+                [horizon.map_or(cutoff, |h| h.max(cutoff))],
+            )?;
             tx.commit()?;
         }
         Ok(pruned)
+    }
+
+    /// Reports that ended before this were pruned (see migration 3).
+    pub fn prune_horizon(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT max(before) FROM prune_horizon", [], |r| r.get(0))?)
     }
 
     /// Read-only access for queries and summaries.

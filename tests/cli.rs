@@ -891,3 +891,50 @@ fn warnings_per_input_are_capped() {
         1
     );
 }
+
+#[test]
+fn reparse_right_after_ingest_changes_nothing() {
+    // The same code reads the same bytes: nothing may change, including the
+    // warnings that record which copy of a report arrived first.
+    let env = Env::new();
+    env.run(&["-q", "ingest", "fixtures"]);
+    let before = env.sql("SELECT count(*) FROM reports, json_each(reports.warnings)");
+    let ids = env.sql("SELECT sum(id) FROM reports");
+    let r = env.json(&["reparse", "--json"]);
+    assert_eq!(r["changed"], 0, "{r}");
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports, json_each(reports.warnings)"),
+        before
+    );
+    assert_eq!(
+        env.sql("SELECT sum(id) FROM reports"),
+        ids,
+        "reports re-made"
+    );
+}
+
+#[test]
+fn reparse_does_not_bring_back_what_prune_removed() {
+    let env = Env::new();
+    // The same (2023) report twice, in two wrappings: the second input keeps
+    // no report of its own, and is recent, so prune keeps it.
+    env.json(&[
+        "ingest",
+        "--json",
+        &format!("{WRAPPED}/{NAME}.xml"),
+        &format!("{WRAPPED}/{NAME}.xml.gz"),
+    ]);
+    let p = env.json(&["prune", "--older-than", "400d", "--json"]);
+    assert_eq!(p["reports"], 1, "{p}");
+    assert_eq!(env.sql("SELECT count(*) FROM inputs"), 1);
+    let r = env.json(&["reparse", "--json"]);
+    assert_eq!(r["changed"], 0, "{r}");
+    assert_eq!(
+        env.sql("SELECT count(*) FROM reports"),
+        0,
+        "pruned report restored"
+    );
+    // Ingesting it again on purpose still works.
+    env.json(&["ingest", "--json", &format!("{WRAPPED}/{NAME}.eml")]);
+    assert_eq!(env.sql("SELECT count(*) FROM reports"), 1);
+}
