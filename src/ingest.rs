@@ -6,7 +6,7 @@
 //! the batch with [`Ingester::commit`] before it moves any mail.
 
 use crate::config::Limits;
-use crate::extract::{self, Budget, Document};
+use crate::extract::{self, printable_name, Budget, Document};
 use crate::fetch::imap::{Destination, FetchedMail, MailSink, MailboxRef, SinkError};
 use crate::fetch::{Origin, RawInput};
 use crate::kind::Kind;
@@ -516,8 +516,8 @@ impl<'s> Ingester<'s> {
                     let first = self.store.describe_input(known.input)?;
                     self.input_warnings.push(format!(
                         "a copy of report {} from {} that is not well-formed, stored complete from {first}",
-                        header.report_id_key(),
-                        header.reporter()
+                        printable_name(header.report_id_key()),
+                        printable_name(&header.reporter())
                     ));
                 }
                 Ok((digest, _, _)) if Some(&digest) != known.records_sha256.as_ref() => {
@@ -525,8 +525,8 @@ impl<'s> Ingester<'s> {
                     let second = self.store.describe_input(input)?;
                     let w = format!(
                         "report {} from {} {DIFFERENT_COPY}: kept {first}, ignored the copy in {second}",
-                        header.report_id_key(),
-                        header.reporter()
+                        printable_name(header.report_id_key()),
+                        printable_name(&header.reporter())
                     );
                     self.store.add_report_warning(known.id, &w)?;
                     self.input_warnings.push(w);
@@ -536,8 +536,8 @@ impl<'s> Ingester<'s> {
                     let first = self.store.describe_input(known.input)?;
                     self.input_warnings.push(format!(
                         "a broken copy of report {} from {}, stored complete from {first}: {e}",
-                        header.report_id_key(),
-                        header.reporter()
+                        printable_name(header.report_id_key()),
+                        printable_name(&header.reporter())
                     ));
                 }
             }
@@ -575,8 +575,8 @@ impl<'s> Ingester<'s> {
             let first = self.store.describe_input(old.input)?;
             self.input_warnings.push(format!(
                 "a broken copy of report {} from {}, already salvaged from {first}: {e}",
-                header.report_id_key(),
-                header.reporter()
+                printable_name(header.report_id_key()),
+                printable_name(&header.reporter())
             ));
             self.stats.duplicate_reports += 1;
             return Ok(Ok(()));

@@ -596,7 +596,10 @@ impl Store {
             [id],
             |r| r.get(0),
         )?;
-        Ok(format!("input {id} ({origin})"))
+        Ok(format!(
+            "input {id} ({})",
+            crate::extract::printable_name(&origin)
+        ))
     }
 
     /// Ids of every input whose raw bytes are kept, oldest first.

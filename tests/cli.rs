@@ -938,3 +938,35 @@ fn reparse_does_not_bring_back_what_prune_removed() {
     env.json(&["ingest", "--json", &format!("{WRAPPED}/{NAME}.eml")]);
     assert_eq!(env.sql("SELECT count(*) FROM reports"), 1);
 }
+
+#[test]
+fn control_characters_in_names_and_report_ids_never_reach_the_terminal() {
+    let env = Env::new();
+    let dir = env.dir.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("bad\nname\u{1b}[31m.xml"), "x").unwrap();
+    // Two copies of one report whose id holds a line break and an escape,
+    // the second with other records: its warning names the id.
+    let xml = std::fs::read_to_string(format!("{WRAPPED}/{NAME}.xml"))
+        .unwrap()
+        .replace("wrapping-test-0001", "id&#x0A;\u{1b}[2J-1");
+    std::fs::write(dir.join("a.xml"), &xml).unwrap();
+    std::fs::write(dir.join("b.xml"), xml.replacen("<count>", "<count>1", 1)).unwrap();
+    let out = env.run(&["ingest", dir.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains('\u{1b}'), "an escape reached stderr: {err:?}");
+    assert!(err.contains("bad\\nname\\u{1b}[31m.xml"), "{err}");
+    assert!(
+        err.contains("arrived again with different records"),
+        "{err}"
+    );
+    for line in err.lines() {
+        assert!(
+            line.starts_with("dmarcdb: ") || line.contains("inputs seen"),
+            "torn line {line:?} in {err}"
+        );
+    }
+    let out = env.run(&["invalid"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
+}

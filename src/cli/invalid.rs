@@ -1,6 +1,7 @@
 //! `dmarcdb invalid`: the inputs that could not be read, and why.
 
 use super::{print, Failure, Global};
+use dmarcdb::extract::printable_name;
 use dmarcdb::summary::{parse_when, utc, When};
 use std::io::Write;
 
@@ -63,16 +64,16 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
         let mut text = format!(
             "input {}\nsource:   {}\nreceived: {} UTC\nsize:     {} bytes\nreason:   {}\n",
             row.id,
-            row.source,
+            printable_name(&row.source),
             utc(row.received_at),
             row.size,
-            row.reason
+            printable_name(&row.reason)
         );
         if let Some(s) = &row.subject {
-            text.push_str(&format!("subject:  {s}\n"));
+            text.push_str(&format!("subject:  {}\n", printable_name(s)));
         }
         if let Some(f) = &row.from {
-            text.push_str(&format!("from:     {f}\n"));
+            text.push_str(&format!("from:     {}\n", printable_name(f)));
         }
         text.push_str(&format!(
             "(raw bytes: dmarcdb invalid show {} --raw)\n",
@@ -101,8 +102,8 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
             vec![
                 r.id.to_string(),
                 utc(r.received_at),
-                r.source.clone(),
-                r.reason.clone(),
+                printable_name(&r.source),
+                printable_name(&r.reason),
             ]
         })
         .collect();

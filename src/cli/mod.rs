@@ -293,6 +293,9 @@ pub fn print(text: &str) -> Result<(), Failure> {
 /// half-way, so write errors are ignored.
 pub fn say(line: &str) {
     use std::io::Write;
+    // One line, and no terminal escapes from a hostile file name or report.
+    let line = dmarcdb::extract::printable_name(line);
+    let line = line.as_str();
     let bar = BAR.lock().ok().and_then(|b| b.clone());
     match bar {
         Some(bar) => bar.suspend(|| {

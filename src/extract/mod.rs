@@ -251,7 +251,7 @@ pub struct Document<'r> {
 /// A name (file name, zip member, attachment) as it is shown in messages and
 /// stored: control characters (a line break in a zip member's name, …) are
 /// escaped, so that every reason stays one line.
-pub(crate) fn printable_name(s: &str) -> String {
+pub fn printable_name(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_string();
     }
