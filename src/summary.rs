@@ -124,9 +124,8 @@ pub fn build(store: &Store, filter: &Filter, top: usize) -> Result<Summary, Stor
     let mut domains = Vec::new();
     for totals in store.domain_totals(filter)? {
         let reporters = store.reporter_totals(filter, &totals.domain)?;
-        let mut failing = store.failing_senders(filter, &totals.domain)?;
-        let more = failing.len().saturating_sub(top);
-        failing.truncate(top);
+        let (failing, all) = store.failing_senders(filter, &totals.domain, top)?;
+        let more = all.saturating_sub(failing.len());
         domains.push(DomainSummary {
             dmarc_pass_pct: pct(totals.dmarc_pass, totals.messages),
             spf_aligned_pct: pct(totals.spf_aligned, totals.messages),

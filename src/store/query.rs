@@ -131,7 +131,15 @@ impl Store {
     }
 
     /// Sources with failures for one domain, most DMARC failures first.
-    pub fn failing_senders(&self, f: &Filter, domain: &str) -> Result<Vec<FailingSender>> {
+    /// The `top` failing senders of `domain` (most DMARC failures first),
+    /// and how many failing senders there are in all. Only those `top` are
+    /// held in memory, however many sources a report lists.
+    pub fn failing_senders(
+        &self,
+        f: &Filter,
+        domain: &str,
+        top: usize,
+    ) -> Result<(Vec<FailingSender>, usize)> {
         // Two passes over the failing records: totals per source, then the
         // distinct values per source and column, merged here. (Correlated
         // subqueries per source made this quadratic.)
@@ -151,21 +159,35 @@ impl Store {
                    sum(CASE WHEN coalesce(dkim, '') <> 'pass' THEN count ELSE 0 END),
                    sum(CASE WHEN coalesce(spf, '') <> 'pass' THEN count ELSE 0 END)
             FROM fr GROUP BY source_ip
-            ORDER BY dmarc_fail DESC, 2 DESC, 1"
+            ORDER BY dmarc_fail DESC, 2 DESC, 1
+            LIMIT ?5"
         );
+        let count = format!("{failing} SELECT count(DISTINCT source_ip) FROM fr");
+        // The lists only for the senders shown (?5: their number).
         let lists = format!(
-            "{failing}
-            SELECT source_ip, 'h', header_from FROM fr WHERE header_from IS NOT NULL
-            UNION SELECT source_ip, 'e', envelope_from FROM fr WHERE envelope_from IS NOT NULL
-            UNION SELECT source_ip, 'r', reporter FROM fr
+            "{failing},
+            top AS (SELECT source_ip,
+                       sum(CASE WHEN coalesce(dkim, '') <> 'pass' AND coalesce(spf, '') <> 'pass'
+                                THEN count ELSE 0 END) AS dmarc_fail, sum(count) AS n
+                    FROM fr GROUP BY source_ip ORDER BY dmarc_fail DESC, n DESC, source_ip LIMIT ?5),
+            ft AS MATERIALIZED (SELECT * FROM fr WHERE source_ip IN (SELECT source_ip FROM top))
+            SELECT source_ip, 'h', header_from FROM ft WHERE header_from IS NOT NULL
+            UNION SELECT source_ip, 'e', envelope_from FROM ft WHERE envelope_from IS NOT NULL
+            UNION SELECT source_ip, 'r', reporter FROM ft
             UNION SELECT source_ip, 'p', coalesce(disposition, '?') || '=' || sum(count)
-                  FROM fr GROUP BY source_ip, disposition
-            UNION SELECT fr.source_ip, 'd', coalesce(d.domain, '?') || '=' || coalesce(d.result, '?')
-                  FROM fr JOIN dkim_results d ON d.record = fr.id
-            UNION SELECT fr.source_ip, 's', coalesce(s.domain, '?') || '=' || coalesce(s.result, '?')
-                  FROM fr JOIN spf_results s ON s.record = fr.id"
+                  FROM ft GROUP BY source_ip, disposition
+            UNION SELECT ft.source_ip, 'd', coalesce(d.domain, '?') || '=' || coalesce(d.result, '?')
+                  FROM ft JOIN dkim_results d ON d.record = ft.id
+            UNION SELECT ft.source_ip, 's', coalesce(s.domain, '?') || '=' || coalesce(s.result, '?')
+                  FROM ft JOIN spf_results s ON s.record = ft.id"
         );
-        let args = params![f.since, f.until, f.domain, domain];
+        let limit = i64::try_from(top).unwrap_or(i64::MAX);
+        let args = params![f.since, f.until, f.domain, domain, limit];
+        let all: i64 = self.conn.query_row(
+            &count,
+            params![f.since, f.until, f.domain, domain],
+            |r| r.get(0),
+        )?;
         let mut senders: Vec<FailingSender> = self
             .conn
             .prepare(&totals)?
@@ -217,7 +239,7 @@ impl Store {
                 l.dedup();
             }
         }
-        Ok(senders)
+        Ok((senders, usize::try_from(all).unwrap_or(usize::MAX)))
     }
 
     /// How many inputs of each kind the store holds.
