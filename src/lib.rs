@@ -6,6 +6,7 @@
 //! Only [`fetch`] does network IO; [`extract`] and [`parse`] are pure functions
 //! over bytes that never panic; only [`store`] sees SQL.
 
+pub mod bounce;
 pub mod config;
 pub mod extract;
 pub mod fetch;
