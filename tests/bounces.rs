@@ -182,3 +182,80 @@ fn corpus_conformance() {
     assert!(problems.is_empty(), "{problems:#?}");
     assert!(agree >= 52, "only {agree} of {bounces} reasons agree");
 }
+
+/// Our own fixtures: each bounce's recipient, reason, detail, status and
+/// provider; the vacation reply is not a bounce; reading them again changes
+/// nothing.
+#[test]
+fn fixtures() {
+    use dmarcdb::config::Limits;
+    use dmarcdb::fetch::{Origin, RawInput};
+    use dmarcdb::ingest::Ingester;
+    use dmarcdb::store::Store;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bounces");
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("b.sqlite");
+    let mut store = Store::open(&db).unwrap();
+    let mut ing = Ingester::new(&mut store, Limits::default());
+    let mut ids = Vec::new();
+    for f in files(&dir) {
+        let input = RawInput::new(
+            Origin::Path {
+                path: f.display().to_string(),
+                mbox_index: None,
+            },
+            f.file_name().map(|n| n.to_string_lossy().into_owned()),
+            std::fs::read(&f).unwrap(),
+        );
+        let o = ing.ingest(&input).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let want = if name.starts_with("vacation") {
+            "other"
+        } else {
+            "bounce"
+        };
+        assert_eq!(o.kind.as_str(), want, "{name}");
+        assert!(o.warnings.is_empty(), "{name}: {:?}", o.warnings);
+        ids.push(o.input);
+    }
+    ing.commit().unwrap();
+    // The same bytes again: nothing new. Reparse: nothing changes.
+    for f in files(&dir) {
+        let input = RawInput::new(Origin::Stdin, None, std::fs::read(&f).unwrap());
+        assert!(ing.ingest(&input).unwrap().duplicate);
+    }
+    for id in &ids {
+        assert_eq!(
+            ing.reparse(*id).unwrap(),
+            None,
+            "input {id} changed on reparse"
+        );
+    }
+    ing.commit().unwrap();
+    drop(ing);
+    let conn = store.connection();
+    let rows: Vec<String> = conn
+        .prepare(
+            "SELECT recipient || ' ' || provider || ' ' || reason || '/' || coalesce(detail, '-')
+                    || ' ' || coalesce(status, '-') || ' ' || coalesce(smtp_code, '-')
+                    || ' ' || coalesce(sender_domain, '-') || ' ' || coalesce(original_message_id, '-')
+             FROM bounce_rows ORDER BY recipient",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            "customer@example.net Google auth_failure/dmarc 5.7.26 550 example.org invoice-2025-0042@example.org",
+            "leser@example.net Deutsche Telekom (T-Online) blocked/reputation - 554 example.com newsletter-2025-03@example.com",
+            "ops@example.net Microsoft blocked/blocklist 5.7.606 550 example.com alert-20250306-0829@example.com",
+        ]
+    );
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM bounces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+}

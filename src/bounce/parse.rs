@@ -484,7 +484,19 @@ fn text_recipients(text: &str) -> Vec<(String, String)> {
                 current = None;
                 continue;
             }
-            current = Some((addr, String::new()));
+            // The chunk starts after the address itself.
+            let rest = line
+                .find('@')
+                .and_then(|at| {
+                    line.get(at..)?
+                        .find(|c: char| c.is_whitespace() || c == '>' || c == ':')
+                        .map(|e| at + e)
+                })
+                .and_then(|e| line.get(e..))
+                .unwrap_or("");
+            let rest = rest.trim_start_matches(['>', ':', ' ', '\t', '"', '\'']);
+            current = Some((addr, format!("{rest} ")));
+            continue;
         }
         if let Some((_, chunk)) = current.as_mut() {
             if chunk.len() < MAX_TEXT * 2 {
