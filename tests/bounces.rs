@@ -259,3 +259,30 @@ fn fixtures() {
         .unwrap();
     assert_eq!(n, 3);
 }
+
+/// A bounce that names no recipient is kept as kind bounce, with a warning,
+/// and no bounce rows.
+#[test]
+fn unreadable_bounce_is_kept() {
+    use dmarcdb::config::Limits;
+    use dmarcdb::fetch::{Origin, RawInput};
+    use dmarcdb::ingest::Ingester;
+    use dmarcdb::store::Store;
+    let mail = b"From: Mail Delivery System <MAILER-DAEMON@example.com>\n\
+        Subject: Undelivered Mail Returned to Sender\n\n\
+        This is a permanent error; I gave up.\n";
+    let mut store = Store::open_in_memory().unwrap();
+    let mut ing = Ingester::new(&mut store, Limits::default());
+    let o = ing
+        .ingest(&RawInput::new(Origin::Stdin, None, mail.to_vec()))
+        .unwrap();
+    ing.commit().unwrap();
+    assert_eq!(o.kind.as_str(), "bounce");
+    assert_eq!(o.warnings, ["bounce not read: bounce names no recipient"]);
+    drop(ing);
+    let n: i64 = store
+        .connection()
+        .query_row("SELECT count(*) FROM bounces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+}
