@@ -419,6 +419,13 @@ impl<'s> Ingester<'s> {
                 warnings.extend(problems);
             }
         }
+        if kind == Kind::Bounce {
+            // Inside the input's savepoint: the bounce's rows come and go with it.
+            match crate::bounce::parse(&input.bytes) {
+                Ok(b) => self.store.insert_bounce(id, &b)?,
+                Err(e) => warnings.push(format!("bounce not read: {e}")),
+            }
+        }
         cap_warnings(&mut warnings);
         self.store
             .finish_input(id, kind, reason.as_deref(), &warnings)?;
@@ -461,6 +468,7 @@ impl<'s> Ingester<'s> {
                 .filter(|w| is_relational(w))
                 .collect();
             self.store.delete_reports_of(id)?;
+            self.store.delete_bounce_of(id)?;
             let input = RawInput::new(raw.origin.clone(), raw.name.clone(), raw.bytes);
             let extracted = extract::extract(&input.bytes, input.name.as_deref());
             self.store.update_mail(id, extracted.mail.as_ref())?;

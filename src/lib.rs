@@ -3,9 +3,10 @@
 //! # Layout
 //! The pipeline is `fetch → extract → parse → store → summary`, one module each
 //! (see `ARCHITECTURE.md`). [`ingest`] drives one input through the stages.
-//! Only [`fetch`] does network IO; [`extract`] and [`parse`] are pure functions
-//! over bytes that never panic; only [`store`] sees SQL.
+//! Only [`fetch`] does network IO; [`extract`], [`parse`] and [`bounce`] are
+//! pure functions over bytes that never panic; only [`store`] sees SQL.
 
+pub mod bounce;
 pub mod config;
 pub mod extract;
 pub mod fetch;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../sql/schema.sql"),
     include_str!("../sql/migrations/0002_imap_copies.sql"),
     include_str!("../sql/migrations/0003_prune_horizon.sql"),
+    include_str!("../sql/migrations/0004_bounces.sql"),
 ];
 
 /// Errors from the store. Any of them is an operational failure.
@@ -668,7 +669,14 @@ impl Store {
                             report_id, policy_domain, begin_date, end_date, p, sp, np, adkim,
                             aspf, pct, fo, testing, discovery_method, format, version, generator,
                             errors, warnings, record_count, message_count, records_sha256, salvaged) AS x
-                        FROM reports WHERE input = ?1 ORDER BY x)))
+                        FROM reports WHERE input = ?1 ORDER BY x)),
+                    (SELECT json_group_array(json_array(b.format, b.reporting_mta, b.arrival_date,
+                            b.bounced_at, b.sender_domain, b.original_message_id, b.original_from,
+                            b.original_subject, b.warnings, br.recipient, br.domain, br.action,
+                            br.status, br.smtp_code, br.remote_mta, br.diagnostic, br.reason,
+                            br.detail))
+                     FROM bounces b LEFT JOIN bounce_recipients br ON br.bounce = b.id
+                     WHERE b.input = ?1))
              FROM inputs WHERE id = ?1",
             [id],
             |r| r.get(0),
@@ -749,6 +757,60 @@ impl Store {
     pub fn delete_reports_of(&mut self, input: i64) -> Result<()> {
         self.conn
             .prepare_cached("DELETE FROM reports WHERE input = ?1")?
+            .execute([input])?;
+        Ok(())
+    }
+
+    /// Store what a bounce input says: one `bounces` row and its recipients.
+    /// Without a Date of its own the bounce dates from when its input was stored.
+    pub fn insert_bounce(&mut self, input: i64, b: &crate::bounce::Bounce) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO bounces (input, format, reporting_mta, arrival_date, bounced_at,
+                    sender_domain, original_message_id, original_from, original_subject, warnings)
+                 VALUES (?1, ?2, ?3, ?4,
+                    coalesce(?5, (SELECT received_at FROM inputs WHERE id = ?1)),
+                    ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                input,
+                b.format,
+                b.reporting_mta,
+                b.arrival_date,
+                b.date,
+                b.sender_domain,
+                b.original.message_id,
+                b.original.from,
+                b.original.subject,
+                json_list(&b.warnings),
+            ])?;
+        let bounce = self.conn.last_insert_rowid();
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO bounce_recipients (bounce, recipient, domain, action, status, smtp_code,
+                remote_mta, diagnostic, reason, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for r in &b.recipients {
+            stmt.execute(params![
+                bounce,
+                r.address,
+                r.domain(),
+                r.action,
+                r.status,
+                r.smtp_code,
+                r.remote_mta.as_deref().map(str::to_lowercase),
+                r.diagnostic,
+                r.reason.as_str(),
+                r.detail,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Delete an input's bounce (its recipients go with it).
+    pub fn delete_bounce_of(&mut self, input: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM bounces WHERE input = ?1")?
             .execute([input])?;
         Ok(())
     }

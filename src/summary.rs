@@ -2,7 +2,7 @@
 //! did about it, over a period. Built from the store's queries; rendered as a
 //! terminal table or as JSON carrying the same content.
 
-use crate::store::query::{DomainTotals, FailingSender, Filter, ReporterTotals};
+use crate::store::query::{DomainTotals, FailingSender, Filter, ProviderBounces, ReporterTotals};
 use crate::store::{Store, StoreError};
 use serde::Serialize;
 use std::fmt::Write;
@@ -28,6 +28,10 @@ pub struct Summary {
     pub inputs_by_kind: std::collections::BTreeMap<String, i64>,
     /// Failing senders left out of each domain's list by `--top`.
     pub top: usize,
+    /// Per provider: DMARC quarantine/reject counts beside bounces by reason
+    /// (absent when the period holds no bounce).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bounce_patterns: Vec<ProviderBounces>,
 }
 
 /// One policy domain.
@@ -146,6 +150,7 @@ pub fn build(store: &Store, filter: &Filter, top: usize) -> Result<Summary, Stor
         reports_with_warnings: store.reports_with_warnings(filter)?,
         inputs_by_kind: store.inputs_by_kind()?.into_iter().collect(),
         top,
+        bounce_patterns: store.provider_bounces(filter)?,
     })
 }
 
@@ -307,6 +312,39 @@ pub fn render_text(s: &Summary) -> String {
                 d.more_failing_senders
             );
         }
+    }
+    if !s.bounce_patterns.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nBounce patterns (per provider: what its DMARC reports did with the mail, and why its servers bounced it; dmarcdb bounces for detail):"
+        );
+        let rows: Vec<Vec<String>> = s
+            .bounce_patterns
+            .iter()
+            .map(|p| {
+                vec![
+                    p.provider.clone(),
+                    p.quarantined.to_string(),
+                    p.rejected.to_string(),
+                    p.bounces.to_string(),
+                    p.reasons
+                        .iter()
+                        .map(|(r, n)| format!("{r}={n}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "provider",
+                "quarantined",
+                "rejected",
+                "bounces",
+                "bounces by reason",
+            ],
+            &rows,
+        ));
     }
     let _ = writeln!(out, "\nInputs in the store by kind:");
     let kinds: Vec<Vec<String>> = s

@@ -970,3 +970,36 @@ fn control_characters_in_names_and_report_ids_never_reach_the_terminal() {
     let out = env.run(&["invalid"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
 }
+
+/// `dmarcdb bounces`: the fixtures' bounces grouped, filtered by provider and
+/// our domain, as text and JSON; `summary` shows them per provider.
+#[test]
+fn bounces_command() {
+    let e = Env::new();
+    assert!(e.run(&["ingest", "fixtures/bounces"]).status.success());
+    let out = e.run(&["bounces"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("Bounce patterns: 3 bounced recipients in 3 groups"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Microsoft") && text.contains("blocklist") && text.contains("5.7.606"),
+        "{text}"
+    );
+    let j = e.json(&["bounces", "--to", "google", "--format", "json"]);
+    let groups = j.as_array().unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["reason"], "auth_failure");
+    assert_eq!(groups[0]["detail"], "dmarc");
+    assert_eq!(groups[0]["count"], 1);
+    let j = e.json(&["bounces", "--domain", "example.com", "--format", "json"]);
+    assert_eq!(j.as_array().unwrap().len(), 2);
+    let j = e.json(&["bounces", "--since", "2025-03-06", "--format", "json"]);
+    assert_eq!(j.as_array().unwrap().len(), 1);
+    let out = e.run(&["summary", "--since", "2025-03-01", "--until", "2025-03-31"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Bounce patterns"), "{text}");
+    assert!(text.contains("auth_failure/dmarc=1"), "{text}");
+}

@@ -1,5 +1,6 @@
 //! Command line: global options, subcommands, exit codes. One file per subcommand.
 
+mod bounces;
 mod ingest;
 mod invalid;
 mod prune;
@@ -48,6 +49,8 @@ enum Command {
     Summary(summary::Args),
     /// Run a shipped query from sql/queries/ (by name) or an .sql file.
     Query(query::Args),
+    /// Bounced recipients by provider, reason, detail and status.
+    Bounces(bounces::Args),
     /// List the inputs that could not be read, with the reason; `invalid show ID` for one.
     Invalid(invalid::Args),
     /// Read every stored raw input again with this version's code (after an upgrade).
@@ -265,6 +268,7 @@ pub fn main() -> u8 {
         Command::Ingest(a) => ingest::run(&global, a),
         Command::Summary(a) => summary::run(&global, a),
         Command::Query(a) => query::run(&global, a),
+        Command::Bounces(a) => bounces::run(&global, a),
         Command::Invalid(a) => invalid::run(&global, a),
         Command::Reparse(a) => reparse::run(&global, a),
         Command::Prune(a) => prune::run(&global, a),

@@ -183,11 +183,11 @@ impl Store {
         );
         let limit = i64::try_from(top).unwrap_or(i64::MAX);
         let args = params![f.since, f.until, f.domain, domain, limit];
-        let all: i64 = self.conn.query_row(
-            &count,
-            params![f.since, f.until, f.domain, domain],
-            |r| r.get(0),
-        )?;
+        let all: i64 =
+            self.conn
+                .query_row(&count, params![f.since, f.until, f.domain, domain], |r| {
+                    r.get(0)
+                })?;
         let mut senders: Vec<FailingSender> = self
             .conn
             .prepare(&totals)?
@@ -298,4 +298,163 @@ pub fn run_readonly(path: &str, sql: &str, sink: &mut dyn RowSink) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// Which bounces `dmarcdb bounces` and the summary look at.
+#[derive(Debug, Clone, Default)]
+pub struct BounceFilter {
+    /// Unix seconds, inclusive; `None`: from the first.
+    pub since: Option<i64>,
+    /// Unix seconds, inclusive; `None`: to the last.
+    pub until: Option<i64>,
+    /// The sending domain (ours) and its subdomains.
+    pub domain: Option<String>,
+    /// One provider (as `providers` names it, or a recipient domain), any case.
+    pub provider: Option<String>,
+}
+
+/// Bounced recipients filtered, as a CTE named `f` over `bounce_rows`.
+const BOUNCES: &str = "WITH f AS MATERIALIZED (
+    SELECT * FROM bounce_rows
+    WHERE (?1 IS NULL OR bounced_at >= ?1) AND (?2 IS NULL OR bounced_at <= ?2)
+      AND (?3 IS NULL OR sender_domain = ?3
+           OR substr(sender_domain, -length(?3) - 1) = '.' || ?3)
+      AND (?4 IS NULL OR lower(provider) = lower(?4)))";
+
+/// One bounce pattern: provider × reason × detail × status.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+pub struct BouncePattern {
+    pub provider: String,
+    pub reason: String,
+    pub detail: Option<String>,
+    pub status: Option<String>,
+    /// Bounced recipients.
+    pub count: i64,
+    /// Unix seconds.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// The newest diagnostic of the group.
+    pub example: Option<String>,
+}
+
+/// Per provider: what its DMARC reports say it did with our mail, and why
+/// its servers bounced it.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+pub struct ProviderBounces {
+    pub provider: String,
+    /// Messages its DMARC reports quarantined and rejected.
+    pub quarantined: i64,
+    pub rejected: i64,
+    /// Bounced recipients.
+    pub bounces: i64,
+    /// Bounced recipients by `reason` or `reason/detail`.
+    pub reasons: std::collections::BTreeMap<String, i64>,
+}
+
+impl Store {
+    /// Bounce patterns, most frequent first.
+    pub fn bounce_patterns(&self, f: &BounceFilter) -> Result<Vec<BouncePattern>> {
+        let sql = format!(
+            "{BOUNCES},
+            g AS (SELECT provider, reason, detail, status, count(*) AS n,
+                         min(bounced_at) AS first, max(bounced_at) AS last
+                  FROM f GROUP BY provider, reason, detail, status)
+            SELECT g.provider, g.reason, g.detail, g.status, g.n, g.first, g.last,
+                   (SELECT f.diagnostic FROM f
+                     WHERE f.provider = g.provider AND f.reason = g.reason
+                       AND f.detail IS g.detail AND f.status IS g.status
+                       AND f.diagnostic IS NOT NULL
+                     ORDER BY f.bounced_at DESC, f.recipient_row DESC LIMIT 1)
+            FROM g
+            ORDER BY g.n DESC, g.provider, g.reason, g.detail, g.status"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![f.since, f.until, f.domain, f.provider], |r| {
+            Ok(BouncePattern {
+                provider: r.get(0)?,
+                reason: r.get(1)?,
+                detail: r.get(2)?,
+                status: r.get(3)?,
+                count: r.get(4)?,
+                first_seen: r.get(5)?,
+                last_seen: r.get(6)?,
+                example: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The summary's bounce patterns: per provider with bounces in the
+    /// period, its DMARC quarantine and reject counts beside its bounces by
+    /// reason; providers whose reports quarantined or rejected mail are listed
+    /// too. Empty when the period holds no bounce.
+    pub fn provider_bounces(&self, f: &Filter) -> Result<Vec<ProviderBounces>> {
+        let bf = BounceFilter {
+            since: Some(f.since),
+            until: Some(f.until),
+            domain: f.domain.clone(),
+            provider: None,
+        };
+        let mut out: Vec<ProviderBounces> = Vec::new();
+        let sql = format!(
+            "{BOUNCES}
+            SELECT provider, reason || coalesce('/' || detail, ''), count(*)
+            FROM f GROUP BY 1, 2 ORDER BY 1, 2"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(params![bf.since, bf.until, bf.domain, bf.provider])?;
+        while let Some(row) = rows.next()? {
+            let provider: String = row.get(0)?;
+            let reason: String = row.get(1)?;
+            let n: i64 = row.get(2)?;
+            let i = match out.iter().position(|p| p.provider == provider) {
+                Some(i) => i,
+                None => {
+                    out.push(ProviderBounces {
+                        provider,
+                        ..ProviderBounces::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            if let Some(p) = out.get_mut(i) {
+                p.bounces += n;
+                p.reasons.insert(reason, n);
+            }
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "{PERIOD}
+            SELECT rp.provider,
+                   coalesce(sum(CASE WHEN rec.disposition = 'quarantine' THEN rec.count END), 0),
+                   coalesce(sum(CASE WHEN rec.disposition = 'reject' THEN rec.count END), 0)
+            FROM r JOIN report_providers rp ON rp.report = r.id
+            JOIN records rec ON rec.report = r.id
+            GROUP BY rp.provider"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(params![f.since, f.until, f.domain])?;
+        while let Some(row) = rows.next()? {
+            let provider: String = row.get(0)?;
+            let (q, rj): (i64, i64) = (row.get(1)?, row.get(2)?);
+            match out.iter_mut().find(|p| p.provider == provider) {
+                Some(p) => (p.quarantined, p.rejected) = (q, rj),
+                None if q + rj > 0 => out.push(ProviderBounces {
+                    provider,
+                    quarantined: q,
+                    rejected: rj,
+                    ..ProviderBounces::default()
+                }),
+                None => {}
+            }
+        }
+        out.sort_by(|a, b| {
+            (b.bounces + b.quarantined + b.rejected)
+                .cmp(&(a.bounces + a.quarantined + a.rejected))
+                .then_with(|| a.provider.cmp(&b.provider))
+        });
+        Ok(out)
+    }
 }
