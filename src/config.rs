@@ -150,9 +150,25 @@ pub struct ImapAccount {
     /// syntax); default 5 minutes.
     #[serde(default = "default_poll_interval", deserialize_with = "duration")]
     pub poll_interval: Duration,
+    /// A second folder of this account to read, where bounces (DSNs) for the
+    /// domain arrive; its mails go to the same archive and invalid folders.
+    pub bounce_folder: Option<String>,
 }
 
 impl ImapAccount {
+    /// The account once per folder it reads: `folder`, then `bounce_folder`.
+    pub fn mailboxes(&self) -> Vec<ImapAccount> {
+        let mut out = vec![self.clone()];
+        if let Some(b) = self.bounce_folder.as_ref().filter(|b| **b != self.folder) {
+            out.push(ImapAccount {
+                folder: b.clone(),
+                bounce_folder: None,
+                ..self.clone()
+            });
+        }
+        out
+    }
+
     /// The port to connect to.
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(match self.tls {

@@ -214,3 +214,42 @@ fn trace_logging_never_shows_the_password() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("batch of 1 messages"), "{err}");
 }
+
+#[test]
+fn bounce_folder_is_read_beside_the_report_folder() {
+    let Some(dv) = Dovecot::start() else { return };
+    let bounce = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bounces/gmail-dmarc-policy.eml"),
+    )
+    .unwrap();
+    dv.append("INBOX", &report_eml());
+    dv.append("Bounces", &bounce);
+    let run = Run::new();
+    let config = format!(
+        "{}bounce_folder = \"Bounces\"\n",
+        dv.account_toml("reports", "implicit")
+    );
+    let (out, stats) = run.ingest(&config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        (stats["reports"].as_i64(), stats["bounce"].as_i64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    assert_eq!(run.sql("SELECT count(*) FROM bounces"), 1);
+    assert_eq!(
+        run.sql("SELECT count(*) FROM inputs WHERE mailbox = 'Bounces' AND kind = 'bounce'"),
+        1
+    );
+    assert_eq!(
+        (dv.count("INBOX"), dv.count("Bounces"), dv.count("Archive")),
+        (0, 0, 2)
+    );
+    // Again: nothing new.
+    let (_, stats) = run.ingest(&config);
+    assert_eq!(stats["inputs"], 0, "{stats}");
+}

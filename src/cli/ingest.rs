@@ -152,7 +152,8 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
             dry_run: a.dry_run,
             ..imap::PollOptions::default()
         };
-        for account in &config.imap {
+        for account in config.imap.iter().flat_map(|a| a.mailboxes()) {
+            let account = &account;
             let mut sink = Sink {
                 inner: &mut ingester,
                 bar,

@@ -37,7 +37,11 @@ pub fn run(g: &Global, config: &Config, sink: &mut dyn MailSink) -> Result<bool,
     let sink = RefCell::new(sink);
     let on_event = |e: Event<'_>| print(&e, quiet, verbose);
     let ended = rt.block_on(watch::watch(
-        &config.imap,
+        &config
+            .imap
+            .iter()
+            .flat_map(|a| a.mailboxes())
+            .collect::<Vec<_>>(),
         &config.limits,
         &sink,
         &options,
