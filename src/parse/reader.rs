@@ -246,6 +246,43 @@ impl OpenElements {
         self.names.get(start..end).unwrap_or_default()
     }
 
+    /// Drop the i-th open element from the stack (it is taken as closed).
+    fn forget(&mut self, i: usize) {
+        let (Some(&start), end) = (
+            self.at.get(i),
+            self.at.get(i + 1).copied().unwrap_or(self.names.len()),
+        ) else {
+            return;
+        };
+        if start > end || end > self.names.len() {
+            return;
+        }
+        let len = end - start;
+        self.names.drain(start..end);
+        self.at.remove(i);
+        for a in self.at.iter_mut().skip(i) {
+            *a = a.saturating_sub(len);
+        }
+    }
+
+    /// Record a repair: recovered, the first one kept for reasons, a warning.
+    fn note(
+        &mut self,
+        warn: &mut Warnings,
+        kind: &str,
+        detail: &str,
+        what: impl FnOnce() -> String,
+    ) {
+        self.recovered = true;
+        let text = what();
+        if self.first.is_none() {
+            self.first = Some(text.clone());
+        }
+        warn.add(kind, detail, || {
+            format!("not well-formed: {text} (recovered; the report may be incomplete)")
+        });
+    }
+
     /// Close the elements from the i-th up.
     fn close_from(&mut self, i: usize) {
         if let Some(&start) = self.at.get(i) {
@@ -351,6 +388,9 @@ pub struct ReportReader<R: BufRead> {
     limits: ParseLimits,
     depth: usize,
     open: OpenElements,
+    /// A token read too early (a report element met inside a value whose end
+    /// tag is missing), to be read again by the element around it.
+    pushback: Vec<Tok>,
     /// Qualified name of the last `Other`/`Foreign` element opened.
     name: String,
     ns: Ns,
@@ -391,6 +431,7 @@ impl<R: BufRead> ReportReader<R> {
             limits,
             depth: 0,
             open: OpenElements::default(),
+            pushback: Vec::new(),
             name: String::new(),
             ns: Ns::default(),
             root_found: false,
@@ -546,6 +587,9 @@ impl<R: BufRead> ReportReader<R> {
             self.depth = self.depth.saturating_sub(1);
             return Ok(Tok::Close);
         }
+        if let Some(t) = self.pushback.pop() {
+            return Ok(t);
+        }
         loop {
             self.buf.clear();
             self.xml.get_mut().budget = cap.saturating_add(SLACK);
@@ -700,6 +744,42 @@ impl<R: BufRead> ReportReader<R> {
         Ok(())
     }
 
+    /// A report's part (a record, the metadata, the policy; inside a record,
+    /// its row, identifiers or auth_results) opening inside another element
+    /// means that element's end tag is missing or misspelt
+    /// (`<record>...<record>`): close `ctx` here and let the element around
+    /// it read the part. Returns whether that was done.
+    fn misplaced(&mut self, tag: Tag, empty: bool, ctx: &'static str) -> bool {
+        let part_of_feedback = matches!(
+            tag,
+            Tag::Record | Tag::ReportMetadata | Tag::PolicyPublished
+        );
+        let part_of_record = matches!(tag, Tag::Row | Tag::Identifiers | Tag::AuthResults)
+            && matches!(
+                ctx,
+                "row"
+                    | "policy_evaluated"
+                    | "reason"
+                    | "identifiers"
+                    | "auth_results"
+                    | "dkim"
+                    | "spf"
+            );
+        if !(part_of_feedback || part_of_record) {
+            return false;
+        }
+        let below_top = if empty { 0 } else { 1 };
+        self.open
+            .forget(self.open.at.len().saturating_sub(1 + below_top));
+        self.depth = self.depth.saturating_sub(1);
+        self.open.note(&mut self.warn, "unclosed-part", ctx, || {
+            format!("<{ctx}> not closed before <{}>", tag_name(tag))
+        });
+        self.pushback.push(Tok::Open(tag, empty));
+        self.pushback.push(Tok::Close);
+        true
+    }
+
     /// Warn about (unless foreign-namespace) and skip an element.
     fn unexpected(
         &mut self,
@@ -734,6 +814,31 @@ impl<R: BufRead> ReportReader<R> {
         loop {
             match self.advance()? {
                 Tok::Close => break,
+                Tok::Open(tag, e) if !matches!(tag, Tag::Other | Tag::Foreign) => {
+                    // A report element inside a value: the value's end tag is
+                    // missing or misspelt (`<report_id>x</report_i>`). End the
+                    // value here and hand the element to the one around it.
+                    let below_top = if e { 0 } else { 1 };
+                    self.open
+                        .forget(self.open.at.len().saturating_sub(1 + below_top));
+                    self.depth = self.depth.saturating_sub(1);
+                    self.open.note(&mut self.warn, "unclosed-value", ctx, || {
+                        format!("<{ctx}> not closed before <{}>", tag_name(tag))
+                    });
+                    self.pushback.push(Tok::Open(tag, e));
+                    break;
+                }
+                Tok::Open(Tag::Other, false) => {
+                    // Markup inside a value is most often an unescaped '<'
+                    // (`<email><x@example.net></email>`, `bad<xml.net`): the
+                    // "element" ends nowhere. Forget it; the value goes on.
+                    self.open.forget(self.open.at.len().saturating_sub(1));
+                    self.depth = self.depth.saturating_sub(1);
+                    let name = clip(&self.name);
+                    self.open.note(&mut self.warn, "markup-in-value", ctx, || {
+                        format!("<{name}> inside <{ctx}> (an unescaped '<'?) ignored")
+                    });
+                }
                 Tok::Open(tag, e) => {
                     self.collecting = false;
                     self.unexpected(tag, e, ctx)?;
@@ -900,6 +1005,7 @@ impl<R: BufRead> ReportReader<R> {
                             let v = self.text_field(e, "generator")?;
                             set(&mut self.hb.generator, v)
                         }
+                        _ if self.misplaced(tag, e, "report_metadata") => {}
                         _ => self.unexpected(tag, e, "report_metadata")?,
                     }
                 }
@@ -916,6 +1022,7 @@ impl<R: BufRead> ReportReader<R> {
         loop {
             match self.advance()? {
                 Tok::Open(tag @ (Tag::Begin | Tag::Finish), e) => self.date_field(tag, e)?,
+                Tok::Open(tag, e) if self.misplaced(tag, e, "date_range") => {}
                 Tok::Open(tag, e) => self.unexpected(tag, e, "date_range")?,
                 Tok::Close => return Ok(()),
                 Tok::Eof => return Err(ParseError::Truncated("date_range")),
@@ -973,6 +1080,7 @@ impl<R: BufRead> ReportReader<R> {
                     Tag::DiscoveryMethod => {
                         self.hb.policy.discovery_method = self.enum_field(e, "discovery_method")?;
                     }
+                    _ if self.misplaced(tag, e, "policy_published") => {}
                     _ => self.unexpected(tag, e, "policy_published")?,
                 },
                 Tok::Close => return Ok(()),
@@ -1061,6 +1169,7 @@ impl<R: BufRead> ReportReader<R> {
                             self.skip()?;
                         }
                     }
+                    Tok::Open(tag, e) if self.misplaced(tag, e, "record") => {}
                     Tok::Open(tag, e) => self.unexpected(tag, e, "record")?,
                     Tok::Close => break,
                     Tok::Eof => return Err(ParseError::Truncated("record")),
@@ -1146,6 +1255,7 @@ impl<R: BufRead> ReportReader<R> {
                     }
                 }
                 Tok::Open(Tag::PolicyEvaluated, e) => self.parse_policy_evaluated(rec, e)?,
+                Tok::Open(tag, e) if self.misplaced(tag, e, "row") => {}
                 Tok::Open(tag, e) => self.unexpected(tag, e, "row")?,
                 Tok::Close => return Ok(()),
                 Tok::Eof => return Err(ParseError::Truncated("row")),
@@ -1167,6 +1277,7 @@ impl<R: BufRead> ReportReader<R> {
                         let r = self.parse_reason(e)?;
                         rec.reasons.push(r);
                     }
+                    _ if self.misplaced(tag, e, "policy_evaluated") => {}
                     _ => self.unexpected(tag, e, "policy_evaluated")?,
                 },
                 Tok::Close => return Ok(()),
@@ -1194,6 +1305,7 @@ impl<R: BufRead> ReportReader<R> {
                     match tag {
                         Tag::Type => set(&mut reason.kind, self.enum_field(e, "type")?),
                         Tag::Comment => set(&mut reason.comment, self.text_field(e, "comment")?),
+                        _ if self.misplaced(tag, e, "reason") => {}
                         _ => self.unexpected(tag, e, "reason")?,
                     }
                     self.text.clear();
@@ -1227,6 +1339,7 @@ impl<R: BufRead> ReportReader<R> {
                     Tag::HeaderFrom => rec.header_from = self.text_field(e, "header_from")?,
                     Tag::EnvelopeFrom => rec.envelope_from = self.text_field(e, "envelope_from")?,
                     Tag::EnvelopeTo => rec.envelope_to = self.text_field(e, "envelope_to")?,
+                    _ if self.misplaced(tag, e, "identifiers") => {}
                     _ => self.unexpected(tag, e, "identifiers")?,
                 },
                 Tok::Close => return Ok(()),
@@ -1250,6 +1363,7 @@ impl<R: BufRead> ReportReader<R> {
                     let r = self.parse_spf()?;
                     rec.spf_results.push(r);
                 }
+                Tok::Open(tag, e) if self.misplaced(tag, e, "auth_results") => {}
                 Tok::Open(tag, e) => self.unexpected(tag, e, "auth_results")?,
                 Tok::Close => return Ok(()),
                 Tok::Eof => return Err(ParseError::Truncated("auth_results")),
@@ -1266,6 +1380,7 @@ impl<R: BufRead> ReportReader<R> {
                     Tag::Selector => r.selector = self.text_field(e, "selector")?,
                     Tag::Result => r.result = self.enum_field(e, "result")?,
                     Tag::HumanResult => r.human_result = self.text_field(e, "human_result")?,
+                    _ if self.misplaced(tag, e, "dkim") => {}
                     _ => self.unexpected(tag, e, "dkim")?,
                 },
                 Tok::Close => return Ok(r),
@@ -1283,6 +1398,7 @@ impl<R: BufRead> ReportReader<R> {
                     Tag::Scope => r.scope = self.enum_field(e, "scope")?,
                     Tag::Result => r.result = self.enum_field(e, "result")?,
                     Tag::HumanResult => r.human_result = self.text_field(e, "human_result")?,
+                    _ if self.misplaced(tag, e, "spf") => {}
                     _ => self.unexpected(tag, e, "spf")?,
                 },
                 Tok::Close => return Ok(r),

@@ -610,7 +610,7 @@ fn malformed_inputs_are_errors() {
     );
     assert_eq!(
         malformed("unescaped-lt.xml").to_string(),
-        "missing <policy_published>/<domain> (the XML is not well-formed: <bad-xml@example.net> closed by </email>)"
+        "missing <policy_published>/<domain> (the XML is not well-formed: <bad-xml@example.net> inside <email> (an unescaped '<'?) ignored)"
     );
 }
 
@@ -636,14 +636,16 @@ fn mismatched_end_tags_are_recovered_from() {
     assert!(rr.recovered());
     assert_eq!(recs.len(), 3);
     assert_eq!(total(&recs), 16);
-    // The first record's <auth_results> fell inside the unclosed <identifiers>.
-    assert!(recs[0].dkim_results.is_empty());
+    // The first record's <auth_results> came inside the unclosed
+    // <identifiers>: read all the same.
+    assert_eq!(recs[0].dkim_results.len(), 2);
+    assert_eq!(recs[0].header_from.as_deref(), Some("example.com"));
     assert_eq!(recs[2].spf_results.len(), 1);
     let w = rr.warnings().join("\n");
     for want in [
-        "not well-formed: <dmarc-reports@example.org> closed by </email>",
+        "not well-formed: <dmarc-reports@example.org> inside <email> (an unescaped '<'?) ignored",
         "not well-formed: end tag </identifier> matches no open element, ignored",
-        "not well-formed: <identifiers> closed by </record>",
+        "not well-formed: <identifiers> not closed before <auth_results>",
         "not well-formed: <record> closed by </feedback>",
     ] {
         assert!(w.contains(want), "{want} not in {w}");
@@ -978,7 +980,7 @@ const CORPUS_EXPECTED_ERRORS: &[(&str, &str)] = &[
     // <report_metadata> never closed, and it has no report_id or dates.
     (
         "smdr-dmarc-invalid-1.xml",
-        "missing <report_id> (the XML is not well-formed: <report_metadata> closed by </feedback>)",
+        "missing <report_id> (the XML is not well-formed: <report_metadata> not closed before <policy_published>)",
     ),
     ("smdr-dmarc-invalid-2.xml", "missing <date_range>/<begin>"),
     (
@@ -1220,4 +1222,52 @@ fn implausible_counts_and_dates_are_warned_about() {
             .any(|w| w.contains("begins (1700086399) after it ends")),
         "{w:?}"
     );
+}
+
+#[test]
+fn missing_or_misspelt_end_tags_inside_the_report_are_recovered_from() {
+    let base = String::from_utf8(fixture("rfc7489-plain.xml")).unwrap();
+    let first_record_end = base.find("</record>").unwrap();
+    for (what, broken) in [
+        (
+            "misspelt </report_id>",
+            base.replace("</report_id>", "</report_i>"),
+        ),
+        (
+            "unescaped '<' in org_name",
+            base.replace("<org_name>mail.example.org", "<org_name>mail<example.org"),
+        ),
+        (
+            "missing </record>",
+            format!(
+                "{}{}",
+                &base[..first_record_end],
+                &base[first_record_end + 9..]
+            ),
+        ),
+        ("misspelt </row>", base.replacen("</row>", "</rwo>", 1)),
+    ] {
+        let mut rr = ReportReader::new(broken.as_bytes());
+        let h = rr
+            .header()
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .clone();
+        let mut recs = Vec::new();
+        while let Some(r) = rr.next_record().unwrap_or_else(|e| panic!("{what}: {e}")) {
+            recs.push(r);
+        }
+        assert_eq!(
+            (h.report_id.as_str(), h.begin, h.end),
+            ("rfc7489-plain-0001", 1700006400, 1700092799),
+            "{what}"
+        );
+        assert_eq!((recs.len(), total(&recs)), (3, 16), "{what}");
+        assert!(rr.recovered(), "{what}");
+        assert!(
+            rr.warnings()
+                .iter()
+                .any(|w| w.starts_with("not well-formed")),
+            "{what}"
+        );
+    }
 }
