@@ -158,7 +158,8 @@ pub fn build(store: &Store, filter: &Filter, top: usize) -> Result<Summary, Stor
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     const MAX: usize = 60;
     let cell = |s: &str| -> String {
-        let s = s.replace(['\n', '\r', '\t'], " ");
+        // One line per row, and no terminal escapes from report or bounce text.
+        let s = crate::extract::printable_name(&s.replace(['\n', '\r', '\t'], " "));
         if s.chars().count() > MAX {
             let cut: String = s.chars().take(MAX - 1).collect();
             format!("{cut}…")

@@ -83,11 +83,16 @@ pub fn parse(bytes: &[u8]) -> Result<Bounce, String> {
             }
         }
     }
-    let total = b.recipients.len();
-    if total > MAX_RECIPIENTS {
+    // Delivered, relayed or expanded recipients of a DSN did not bounce.
+    b.recipients.retain(|r| {
+        !r.action
+            .as_deref()
+            .is_some_and(|a| matches!(a.trim(), "delivered" | "relayed" | "expanded"))
+    });
+    if b.recipients.len() > MAX_RECIPIENTS {
         b.recipients.truncate(MAX_RECIPIENTS);
         b.warnings.push(format!(
-            "{total} recipients, only the first {MAX_RECIPIENTS} kept"
+            "more than {MAX_RECIPIENTS} recipients: only the first {MAX_RECIPIENTS} kept"
         ));
     }
     for r in &mut b.recipients {
@@ -196,12 +201,16 @@ fn collect(msg: &Message<'_>, p: &mut Parts) {
     }
 }
 
-fn first_address(a: &Address<'_>) -> Option<String> {
-    let one = match a {
-        Address::List(l) => l.first(),
-        Address::Group(g) => g.iter().flat_map(|g| g.addresses.iter()).next(),
-    }?;
-    one.address.as_deref().map(normalize_address)
+/// The address when the header holds exactly one.
+fn only_address(a: &Address<'_>) -> Option<String> {
+    let mut all: Vec<&mail_parser::Addr<'_>> = match a {
+        Address::List(l) => l.iter().collect(),
+        Address::Group(g) => g.iter().flat_map(|g| g.addresses.iter()).collect(),
+    };
+    if all.len() != 1 {
+        return None;
+    }
+    all.pop()?.address.as_deref().map(normalize_address)
 }
 
 fn format_address(a: &Address<'_>) -> Option<String> {
@@ -225,7 +234,8 @@ fn original_of(m: &Message<'_>) -> Original {
             .filter(|s| !s.is_empty()),
         from: m.from().and_then(format_address).map(|s| cap(&s)),
         subject: m.subject().map(|s| cap(s.trim())).filter(|s| !s.is_empty()),
-        to: m.to().and_then(first_address),
+        // Only a sole recipient can stand in for a bounce that names none.
+        to: m.to().and_then(only_address),
     }
 }
 

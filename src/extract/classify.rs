@@ -286,7 +286,13 @@ fn plain_bounce(f: &Facts) -> bool {
         return true;
     }
     let daemon = daemon_sender(f);
-    let subject = bounce_subject(&f.subject);
+    // A person's auto-reply (Auto-Submitted, "out of office") is not a
+    // bounce, whatever its subject quotes; bounces come from a daemon.
+    // (Exim marks its bounces auto-replied too, but sends them as the daemon.)
+    if !daemon && auto_reply(f) {
+        return false;
+    }
+    let subject = bounce_subject(&f.subject) && !f.subject.trim_start().to_ascii_lowercase().starts_with("re:");
     let body = smtp_failure(&f.body);
     (daemon && (subject || body)) || (subject && body)
 }
