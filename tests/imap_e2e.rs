@@ -253,3 +253,25 @@ fn bounce_folder_is_read_beside_the_report_folder() {
     let (_, stats) = run.ingest(&config);
     assert_eq!(stats["inputs"], 0, "{stats}");
 }
+
+#[test]
+fn archive_folder_with_a_space_and_a_quote_works_on_every_run() {
+    let Some(dv) = Dovecot::start() else { return };
+    let run = Run::new();
+    let config = format!(
+        "{}archive_folder = 'DMARC \"Archive\"'\n",
+        dv.account_toml("reports", "implicit")
+    );
+    for (i, mail) in [report_eml(), second_report("space-0002")]
+        .iter()
+        .enumerate()
+    {
+        dv.append("INBOX", mail);
+        let (out, stats) = run.ingest(&config);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "run {i}: {err}");
+        assert_eq!(stats["inputs"], 1, "run {i}: {stats}");
+        assert_eq!(dv.count("INBOX"), 0, "run {i}: {err}");
+    }
+    assert_eq!(dv.count("DMARC \"Archive\""), 2);
+}

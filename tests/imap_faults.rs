@@ -71,7 +71,7 @@ fn kill_rounds(dv: &Dovecot, exact: bool) {
     // 200 mails at first, and 60 more before each round, so that every
     // round has work to be killed in.
     const FIRST: usize = 200;
-    const PER_ROUND: usize = 60;
+    const PER_ROUND: usize = 150;
     let rounds: usize = std::env::var("DMARCDB_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -101,7 +101,7 @@ fn kill_rounds(dv: &Dovecot, exact: bool) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let wait = Duration::from_millis(20 + rng.next(800));
+        let wait = Duration::from_millis(20 + rng.next(400));
         let t = Instant::now();
         while t.elapsed() < wait && child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(5));
@@ -124,6 +124,10 @@ fn kill_rounds(dv: &Dovecot, exact: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{killed} of {rounds} runs killed; the last run: {stats}");
+    assert!(
+        killed > 0 || rounds == 0,
+        "no run was killed: the test tested nothing"
+    );
     assert_complete(dv, &run, n);
     let archived = dv.count("Archive");
     if exact {

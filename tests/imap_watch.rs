@@ -665,3 +665,30 @@ fn watch_needs_imap() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_hanging_password_command_slows_neither_the_other_accounts_nor_sigterm() {
+    let Some(dv) = Dovecot::start() else { return };
+    let slow = dv.account_toml("slow", "starttls").replace(
+        "password = \"secret\"",
+        "password_command = \"sleep 30; echo secret\"",
+    );
+    let good = account(&dv, "good", "");
+    let mut w = Watch::new(&format!("{slow}\n{good}"));
+    w.start();
+    w.wait_for(POLLED, 1, Duration::from_secs(20));
+    dv.append("INBOX", &report("beside-slow-1"));
+    assert!(
+        wait_until(Duration::from_secs(10), || dv.count("Archive") == 1),
+        "the good account waited for the slow one; stderr:\n{}",
+        w.stderr()
+    );
+    w.signal("TERM");
+    let (status, took) = w.exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", w.stderr());
+    assert!(
+        took < Duration::from_secs(3),
+        "SIGTERM took {took:?}: {}",
+        w.stderr()
+    );
+}

@@ -48,6 +48,9 @@ pub fn run(g: &Global, config: &Config, sink: &mut dyn MailSink) -> Result<bool,
         &stop,
         &on_event,
     ));
+    // A password or token command still running on its thread must not hold
+    // the exit up (it is killed at its own time limit anyway).
+    rt.shutdown_timeout(Duration::from_millis(200));
     match ended {
         Ended::AllRefused => {
             say("dmarcdb: every account refused the login at start; exiting");

@@ -292,7 +292,12 @@ fn plain_bounce(f: &Facts) -> bool {
     if !daemon && auto_reply(f) {
         return false;
     }
-    let subject = bounce_subject(&f.subject) && !f.subject.trim_start().to_ascii_lowercase().starts_with("re:");
+    let subject = bounce_subject(&f.subject)
+        && !f
+            .subject
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("re:");
     let body = smtp_failure(&f.body);
     (daemon && (subject || body)) || (subject && body)
 }

@@ -277,7 +277,12 @@ pub async fn poll_with(
 
 /// Password, connection, login: a session ready for [`Run::poll`].
 async fn open(ctx: &Ctx<'_>) -> Result<Session<Conn>, FetchError> {
-    let secret = resolve_secret(ctx.account)?;
+    // A password or token command may take its time (up to its 60 s limit):
+    // on a thread of its own, so that other accounts and signals go on.
+    let account = ctx.account.clone();
+    let secret = tokio::task::spawn_blocking(move || resolve_secret(&account))
+        .await
+        .map_err(|e| FetchError::Other(format!("account {}: {e}", ctx.account.name)))??;
     let client = connect(ctx).await?;
     let session = login(ctx, client, &secret).await?;
     drop(secret);
@@ -768,8 +773,23 @@ impl<'a> Run<'a> {
             }
         }
 
-        if !small.is_empty() {
-            let uids: Vec<u32> = small.keys().copied().collect();
+        // Bodies in pieces of at most max_message_bytes in all (and at least
+        // one mail), so that a batch of large mails is never held whole.
+        let mut pieces: Vec<Vec<u32>> = Vec::new();
+        let mut piece_bytes = 0u64;
+        for (&uid, &size) in &small {
+            match pieces.last_mut() {
+                Some(p) if piece_bytes.saturating_add(size) <= max => {
+                    p.push(uid);
+                    piece_bytes = piece_bytes.saturating_add(size);
+                }
+                _ => {
+                    pieces.push(vec![uid]);
+                    piece_bytes = size;
+                }
+            }
+        }
+        for uids in pieces {
             let mails: Vec<FetchedMail> = self
                 .fetch_checked(&uids, "(UID BODY.PEEK[])", "fetching messages", |f| {
                     f.body().map(<[u8]>::to_vec)
@@ -1051,8 +1071,10 @@ impl<'a> Run<'a> {
             Ok(Ok(())) => {}
             Ok(Err(ImapError::No(m))) => {
                 // Usually "[ALREADYEXISTS]"; the code is not always sent, so look.
-                if !self.folder_exists(folder).await? {
-                    return Err(ctx.protocol(format!("{what}: the server said NO ({m})")));
+                if !m.contains("[ALREADYEXISTS]") && !self.folder_exists(folder).await? {
+                    return Err(
+                        ctx.protocol(format!("{what}: the server said NO ({})", server_text(&m)))
+                    );
                 }
             }
             Ok(Err(e)) => return Err(ctx.imap(&what, e)),
@@ -1065,12 +1087,21 @@ impl<'a> Run<'a> {
         let ctx = self.ctx;
         let what = format!("looking for folder {folder}");
         let stream = ctx
-            .timed(&what, self.session.list(Some(""), Some(folder)))
+            // async-imap quotes the reference but sends the pattern as it is.
+            .timed(
+                &what,
+                self.session
+                    .list(Some(""), Some(&quoted(folder).unwrap_or_default())),
+            )
             .await?;
         let names = ctx
             .drain(&what, stream, |n| Some(n.name().to_string()))
             .await?;
-        Ok(names.iter().any(|n| same_folder(n, folder)))
+        // The name as listed may keep the quoted string's escapes.
+        Ok(names.iter().any(|n| {
+            same_folder(n, folder)
+                || same_folder(&n.replace("\\\"", "\"").replace("\\\\", "\\"), folder)
+        }))
     }
 }
 

@@ -430,7 +430,10 @@ async fn logout(ctx: Ctx<'_>, mut session: Session<Conn>) {
 
 /// A refusal that retrying soon will not change.
 fn refused(e: &FetchError) -> bool {
-    matches!(e, FetchError::Login { .. } | FetchError::Password { .. })
+    matches!(
+        e,
+        FetchError::Login { .. } | FetchError::Password { .. } | FetchError::Token { .. }
+    )
 }
 
 /// The shared sink, borrowed for each call, and the stop switch.
