@@ -275,3 +275,79 @@ fn archive_folder_with_a_space_and_a_quote_works_on_every_run() {
     }
     assert_eq!(dv.count("DMARC \"Archive\""), 2);
 }
+
+#[test]
+fn an_overlapping_imap_run_against_the_server_does_nothing_and_nothing_is_doubled() {
+    let Some(dv) = Dovecot::start() else { return };
+    let mails: Vec<Vec<u8>> = (0..400)
+        .map(|i| second_report(&format!("overlap-{i:04}")))
+        .collect();
+    dv.append_all("INBOX", &mails);
+    let run = Run::new();
+    let config = format!(
+        "{}batch_size = 10\n",
+        dv.account_toml("reports", "implicit")
+    );
+    let mut first = run
+        .command(&config, &["ingest", "--imap"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The second starts while the first is fetching (its lock file exists).
+    let lock = run.dir.path().join("imap.sqlite.lock");
+    let t = std::time::Instant::now();
+    while !lock.exists() && t.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let overlapped = first.try_wait().unwrap().is_none();
+    let (second, stats) = run.ingest(&config);
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{err}");
+    if overlapped {
+        assert!(err.contains("another dmarcdb run holds"), "{err}");
+        assert_eq!(stats["inputs"], 0, "{stats}");
+    }
+    assert_eq!(run.sql("SELECT count(*) FROM reports"), 400);
+    assert_eq!(run.sql("SELECT count(*) FROM inputs"), 400);
+    assert_eq!((dv.count("INBOX"), dv.count("Archive")), (0, 400));
+}
+
+#[test]
+fn tls_verify_false_warns_on_every_run_even_with_q() {
+    let Some(dv) = Dovecot::start() else { return };
+    let run = Run::new();
+    let config = dv
+        .account_toml("reports", "implicit")
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\ntls_verify = false\n";
+    for args in [&["ingest", "--imap"][..], &["-q", "ingest", "--imap"][..]] {
+        let out = run.command(&config, args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("the certificate of 127.0.0.1 is NOT checked"),
+            "{args:?}: {err}"
+        );
+    }
+    // Without it, the same server's certificate (private CA) is refused, by name.
+    let strict = config.replace("tls_verify = false", "");
+    let out = run
+        .command(&strict, &["ingest", "--imap"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("TLS with 127.0.0.1 failed") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+}

@@ -74,6 +74,10 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
                 RunLock::path_for(&g.db).display()
             ));
         }
+        // Scripts reading --json get the (zero) counts as always.
+        if a.json {
+            print(&json_counts(&Stats::default()))?;
+        }
         return Ok(0);
     };
     let mut store = g.store()?;
@@ -222,14 +226,19 @@ fn report(origin: &dmarcdb::fetch::Origin, o: &Outcome, quiet: bool, verbose: bo
     }
 }
 
+/// The closing counts as one line of JSON.
+fn json_counts(stats: &Stats) -> String {
+    let mut v = serde_json::to_value(stats).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("duplicates".into(), stats.duplicates().into());
+        o.insert("other_kinds".into(), stats.other_kinds().into());
+    }
+    format!("{v}\n")
+}
+
 fn finish(g: &Global, a: &Args, stats: &Stats) -> Result<(), Failure> {
     if a.json {
-        let mut v = serde_json::to_value(stats).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            o.insert("duplicates".into(), stats.duplicates().into());
-            o.insert("other_kinds".into(), stats.other_kinds().into());
-        }
-        print(&format!("{v}\n"))?;
+        print(&json_counts(stats))?;
     }
     if !g.quiet {
         say(&stats.line());
