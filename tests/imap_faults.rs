@@ -71,7 +71,7 @@ fn kill_rounds(dv: &Dovecot, exact: bool) {
     // 200 mails at first, and 60 more before each round, so that every
     // round has work to be killed in.
     const FIRST: usize = 200;
-    const PER_ROUND: usize = 150;
+    const PER_ROUND: usize = 200;
     let rounds: usize = std::env::var("DMARCDB_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -93,6 +93,7 @@ fn kill_rounds(dv: &Dovecot, exact: bool) {
     let run = Run::new();
     let cfg = config(dv, None, 20);
     let mut killed = 0;
+    let mut typical = Duration::from_millis(300);
     for round in 0..rounds {
         let new = FIRST + round * PER_ROUND;
         dv.append_all("INBOX", &mails[new..new + PER_ROUND]);
@@ -101,14 +102,18 @@ fn kill_rounds(dv: &Dovecot, exact: bool) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let wait = Duration::from_millis(20 + rng.next(400));
+        // A moment within how long a whole run took last time (machines and
+        // builds differ by 10x): login, fetch, commit or move.
+        let wait = Duration::from_millis(2 + rng.next(typical.as_millis().max(4) as u64));
         let t = Instant::now();
         while t.elapsed() < wait && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             killed += 1;
+        } else {
+            typical = t.elapsed() * 3 / 4;
         }
         child.wait().unwrap();
         eprintln!(
