@@ -145,7 +145,7 @@ pub const RULES: &[Rule] = &[
     rule(TlsError, None, &[
         "tls is required", "tls required", "requires tls", "must issue a starttls",
         "starttls is required", "encryption required", "tls handshake", "certificate verify",
-        "tls negotiation", "security policy", "secure connection",
+        "tls negotiation", "secure connection",
     ], &["7.10", "7.11", "7.15", "7.29", "7.30"]),
     // Blocked, with the detail first.
     rule(Blocked, Some("ptr"), &[
@@ -175,7 +175,7 @@ pub const RULES: &[Rule] = &[
     // Throttling.
     rule(RateLimited, None, &[
         "rate limit", "ratelimit", "rate-limit", "too many connections", "too many messages",
-        "too many recipients", "too many concurrent", "try again later", "throttl",
+        "too many recipients", "too many concurrent", "throttl",
         "exceeded the maximum number", "sending limit", "frequency limit", "too fast",
         "connection limit", "resources temporarily unavailable", "too much mail",
     ], &["3.2", "7.28"]),
@@ -193,6 +193,11 @@ pub const RULES: &[Rule] = &[
         "exceeds size limit", "size limit", "message length exceeds", "message exceeds",
         "exceeds the maximum size", "exceeded maximum size",
     ], &["2.3", "3.4"]),
+    // A domain that does not exist, before "does not exist" of a user.
+    rule(HostUnknown, None, &[
+        "domain does not exist", "domain not found", "no such domain", "domain doesn't exist",
+        "host not found", "host unknown", "unknown host",
+    ], &[]),
     // Unknown user.
     rule(UserUnknown, None, &[
         "user unknown", "unknown user", "no such user", "no such recipient", "unknown recipient",
@@ -229,6 +234,7 @@ pub const RULES: &[Rule] = &[
         "policy", "relay", "not allowed", "not permitted", "prohibited", "administrative",
         "restricted", "do not accept", "don't accept", "not accepted", "sender rejected",
         "sender address", "sender domain", "violation", "permission to post",
+        "sender verify failed", "sender verification",
     ], &["7.0", "7.9", "7.8", "7.7"]),
     // Blocked without a named cause.
     rule(Blocked, None, &[
@@ -238,9 +244,26 @@ pub const RULES: &[Rule] = &[
     ], &["7.1"]),
 ];
 
+/// Status codes (subject.detail) that decide before any text does.
+const AUTHORITATIVE: &[(&str, Reason, Option<&str>)] = &[
+    ("7.26", AuthFailure, Some("dmarc")),
+    ("7.515", AuthFailure, None),
+    ("1.2", HostUnknown, None),
+];
+
 /// The reason and detail for a status and diagnostic (either may be absent).
 pub fn classify(status: Option<&str>, diagnostic: Option<&str>) -> (Reason, Option<&'static str>) {
     let text = diagnostic.unwrap_or_default().to_lowercase();
+    // Codes that say exactly why, whatever else the text mentions (Gmail's
+    // 5.7.26 names SPF and DKIM; Microsoft's 5.7.515 is its DMARC-era
+    // authentication requirement).
+    if let Some(tail) = status.and_then(|s| s.get(2..)) {
+        for (code, reason, detail) in AUTHORITATIVE {
+            if tail == *code {
+                return (*reason, *detail);
+            }
+        }
+    }
     if !text.is_empty() {
         for r in RULES {
             if r.texts.iter().any(|t| contains_phrase(&text, t)) {
@@ -462,5 +485,60 @@ mod tests {
         for r in Reason::ALL {
             assert_eq!(Reason::parse(r.as_str()), Some(r));
         }
+    }
+
+    /// Cases where generic words in the text used to override what the code
+    /// and the rest of the text say.
+    #[test]
+    fn status_and_text_together() {
+        check(
+            "4.2.2",
+            "452 4.2.2 Mailbox full, try again later",
+            MailboxFull,
+            None,
+        );
+        check(
+            "5.2.2",
+            "552 5.2.2 user is over quota; try again later",
+            MailboxFull,
+            None,
+        );
+        check(
+            "5.1.1",
+            "550 5.1.1 <a@example.net> User unknown; please try again later",
+            UserUnknown,
+            None,
+        );
+        check(
+            "5.1.2",
+            "550 5.1.2 Domain does not exist",
+            HostUnknown,
+            None,
+        );
+        check(
+            "5.1.8",
+            "553 5.1.8 Sender address rejected: Domain not found",
+            HostUnknown,
+            None,
+        );
+        check(
+            "5.7.26",
+            "550 5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.",
+            AuthFailure,
+            Some("dmarc"),
+        );
+        check(
+            "5.7.515",
+            "550 5.7.515 Access denied, sending domain example.com doesn't meet the required authentication level.",
+            AuthFailure,
+            None,
+        );
+        check(
+            "5.7.1",
+            "550 5.7.1 Message rejected due to security policy",
+            PolicyViolation,
+            None,
+        );
+        check("5.0.0", "550 Sender verify failed", PolicyViolation, None);
     }
 }
