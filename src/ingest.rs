@@ -28,6 +28,8 @@ pub struct Stats {
     pub duplicate_inputs: u64,
     /// Reports skipped because a report with the same key was already stored.
     pub duplicate_reports: u64,
+    /// Bounce inputs whose bounce was already stored from another input.
+    pub duplicate_bounces: u64,
     /// Salvaged reports replaced by a complete copy (counted here, not in `reports`).
     pub replaced_salvaged: u64,
     /// New inputs kept by kind.
@@ -64,6 +66,12 @@ impl Stats {
     /// The closing line.
     pub fn line(&self) -> String {
         let mut line = self.counts();
+        if self.duplicate_bounces > 0 {
+            line.push_str(&format!(
+                ", {} bounces stored before",
+                self.duplicate_bounces
+            ));
+        }
         if self.replaced_salvaged > 0 {
             line.push_str(&format!(
                 ", {} salvaged reports replaced by complete copies",
@@ -131,6 +139,8 @@ const REPARSE_SP: &str = "reparse";
 /// Marks the warning a later input leaves on a kept report (see
 /// [`Store::duplicate_warnings_of`]).
 pub const DIFFERENT_COPY: &str = "arrived again with different records";
+/// Starts the warning on an input that holds a bounce stored before.
+const BOUNCE_COPY: &str = "a copy of the bounce stored from";
 /// Marks the warning on a complete report that took a salvaged one's place.
 pub const REPLACES_SALVAGED: &str = "replaces the salvaged copy from";
 
@@ -139,6 +149,7 @@ pub const REPLACES_SALVAGED: &str = "replaces the salvaged copy from";
 /// cannot know: `reparse` keeps the ones an input had and adds none.
 fn is_relational(w: &str) -> bool {
     w.contains(DIFFERENT_COPY)
+        || w.starts_with(BOUNCE_COPY)
         || w.starts_with("a broken copy of report ")
         || w.starts_with("a copy of report ")
 }
@@ -422,7 +433,13 @@ impl<'s> Ingester<'s> {
         if kind == Kind::Bounce {
             // Inside the input's savepoint: the bounce's rows come and go with it.
             match crate::bounce::parse(&input.bytes) {
-                Ok(b) => self.store.insert_bounce(id, &b)?,
+                Ok(b) => {
+                    if let Some(first) = self.store.insert_bounce(id, &b)? {
+                        let first = self.store.describe_input(first)?;
+                        warnings.push(format!("{BOUNCE_COPY} {first}; not counted again"));
+                        self.stats.duplicate_bounces += 1;
+                    }
+                }
                 Err(e) => warnings.push(format!("bounce not read: {e}")),
             }
         }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../sql/migrations/0002_imap_copies.sql"),
     include_str!("../sql/migrations/0003_prune_horizon.sql"),
     include_str!("../sql/migrations/0004_bounces.sql"),
+    include_str!("../sql/migrations/0005_bounce_key.sql"),
 ];
 
 /// Errors from the store. Any of them is an operational failure.
@@ -763,14 +764,26 @@ impl Store {
 
     /// Store what a bounce input says: one `bounces` row and its recipients.
     /// Without a Date of its own the bounce dates from when its input was stored.
-    pub fn insert_bounce(&mut self, input: i64, b: &crate::bounce::Bounce) -> Result<()> {
+    /// A bounce stored before (same [`Bounce::key`](crate::bounce::Bounce::key))
+    /// is not stored again: returns the input that holds it.
+    pub fn insert_bounce(&mut self, input: i64, b: &crate::bounce::Bounce) -> Result<Option<i64>> {
+        let key = b.key();
+        let first: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT input FROM bounces WHERE key = ?1")?
+            .query_row([&key], |r| r.get(0))
+            .optional()?;
+        if first.is_some() {
+            return Ok(first);
+        }
         self.conn
             .prepare_cached(
                 "INSERT INTO bounces (input, format, reporting_mta, arrival_date, bounced_at,
-                    sender_domain, original_message_id, original_from, original_subject, warnings)
+                    sender_domain, original_message_id, original_from, original_subject, warnings,
+                    key)
                  VALUES (?1, ?2, ?3, ?4,
                     coalesce(?5, (SELECT received_at FROM inputs WHERE id = ?1)),
-                    ?6, ?7, ?8, ?9, ?10)",
+                    ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 input,
@@ -783,6 +796,7 @@ impl Store {
                 b.original.from,
                 b.original.subject,
                 json_list(&b.warnings),
+                key,
             ])?;
         let bounce = self.conn.last_insert_rowid();
         let mut stmt = self.conn.prepare_cached(
@@ -804,7 +818,7 @@ impl Store {
                 r.detail,
             ])?;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Delete an input's bounce (its recipients go with it).

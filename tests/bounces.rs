@@ -231,6 +231,26 @@ fn fixtures() {
             "input {id} changed on reparse"
         );
     }
+    // The same bounce through a relay that adds a header: its input is kept,
+    // its bounce is not counted again, and reparse leaves it so.
+    let relayed = dir.join("gmail-dmarc-policy.eml");
+    let mut bytes =
+        b"Received: from relay.example.com by mx.example.com; Thu, 6 Mar 2025 10:00:00 +0000\r\n"
+            .to_vec();
+    bytes.extend(std::fs::read(&relayed).unwrap());
+    let o = ing
+        .ingest(&RawInput::new(Origin::Stdin, None, bytes))
+        .unwrap();
+    assert!(!o.duplicate);
+    assert_eq!(o.kind.as_str(), "bounce");
+    assert!(
+        o.warnings.len() == 1 && o.warnings[0].starts_with("a copy of the bounce stored from"),
+        "{:?}",
+        o.warnings
+    );
+    assert_eq!(ing.stats.duplicate_bounces, 1);
+    assert_eq!(ing.reparse(o.input).unwrap(), None);
+    assert_eq!(ing.reparse(ids[0]).unwrap(), None);
     ing.commit().unwrap();
     drop(ing);
     let conn = store.connection();
@@ -258,6 +278,20 @@ fn fixtures() {
         .query_row("SELECT count(*) FROM bounces", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 3);
+    // A provider pattern matches whatever case it is written in.
+    conn.execute(
+        "INSERT INTO providers (kind, pattern, provider) VALUES ('domain', ' MX00.T-Online.DE.', 'T-Online MX')",
+        [],
+    )
+    .unwrap();
+    let p: String = conn
+        .query_row(
+            "SELECT provider FROM bounce_rows WHERE recipient = 'leser@example.net'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(p, "T-Online MX");
 }
 
 /// A bounce that names no recipient is kept as kind bounce, with a warning,

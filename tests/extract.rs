@@ -319,6 +319,17 @@ fn mail_meta() {
         Some("Rapport DMARC \u{2013} Report Domain: example.com Submitter: example.net")
     );
 
+    // Japanese and Chinese providers encode subjects in ISO-2022-JP,
+    // Shift_JIS or GB2312: decoded, not dropped.
+    let mail = b"From: postmaster@example.net\r\n\
+        Subject: =?ISO-2022-JP?B?GyRCR1s/LiUoJWkhPBsoQg==?= =?Shift_JIS?B?lHqQTYNHg4mBWw==?=\r\n\
+        \r\nbody\r\n";
+    let m = extract(mail, None).mail.unwrap();
+    assert_eq!(
+        m.subject.as_deref(),
+        Some("\u{914d}\u{4fe1}\u{30a8}\u{30e9}\u{30fc}\u{914d}\u{4fe1}\u{30a8}\u{30e9}\u{30fc}")
+    );
+
     // The mbox From line is not a header.
     let bytes = fixture("mail/mbox-from-line.eml");
     let m = extract(&bytes, None).mail.unwrap();

@@ -47,6 +47,8 @@ pub struct Bounce {
     pub reporting_mta: Option<String>,
     /// `Arrival-Date` as written.
     pub arrival_date: Option<String>,
+    /// The bounce mail's own Message-ID.
+    pub message_id: Option<String>,
     /// The bounce mail's Date, Unix seconds.
     pub date: Option<i64>,
     /// The domain that sent the bounced mail: of the original From, else of
@@ -57,6 +59,35 @@ pub struct Bounce {
     pub recipients: Vec<Recipient>,
     /// What was odd (recipients over the cap, no recipient found, …).
     pub warnings: Vec<String>,
+}
+
+impl Bounce {
+    /// What makes two mails the same bounce: the bounce's own Message-ID and
+    /// Date and everything read from it, but not the headers a relay or a
+    /// second mailbox adds. A sha256, hex.
+    pub fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut field = |v: Option<&str>| {
+            // A length prefix keeps ("ab", "c") apart from ("a", "bc").
+            let v = v.unwrap_or("\u{0}none");
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        };
+        let date = self.date.map(|d| d.to_string());
+        field(self.message_id.as_deref());
+        field(date.as_deref());
+        field(self.reporting_mta.as_deref());
+        field(self.arrival_date.as_deref());
+        field(self.original.message_id.as_deref());
+        for r in &self.recipients {
+            field(Some(&r.address));
+            field(r.action.as_deref());
+            field(r.status.as_deref());
+            field(r.diagnostic.as_deref());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// The headers of the message that bounced.

@@ -35,6 +35,7 @@ pub fn parse(bytes: &[u8]) -> Result<Bounce, String> {
     let mut b = Bounce {
         format: "text",
         date: msg.date().map(|d| d.to_timestamp()),
+        message_id: msg.message_id().map(cap),
         ..Bounce::default()
     };
     let (failure_text, quoted) = split_returned(&parts.body);

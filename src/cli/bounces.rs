@@ -83,9 +83,15 @@ fn render(patterns: &[BouncePattern]) -> String {
             ]
         })
         .collect();
+    let groups = patterns.len();
     let mut out = format!(
-        "Bounce patterns: {total} bounced recipients in {} groups\n",
-        patterns.len()
+        "Bounce patterns: {total} bounced {} in {groups} {}\n",
+        if total == 1 {
+            "recipient"
+        } else {
+            "recipients"
+        },
+        if groups == 1 { "group" } else { "groups" },
     );
     out.push_str(&table(
         &[
