@@ -83,7 +83,7 @@ impl Stats {
 
     fn counts(&self) -> String {
         format!(
-            "{} inputs seen, {} reports stored ({} records), {} duplicates skipped ({} inputs seen before, {} reports stored before), {} other kinds kept, {} invalid inputs kept",
+            "{} inputs seen, {} reports stored ({} records), {} duplicates skipped ({} inputs seen before, {} reports stored before), {} other kinds kept{}, {} invalid inputs kept",
             self.inputs,
             self.reports,
             self.records,
@@ -91,6 +91,11 @@ impl Stats {
             self.duplicate_inputs,
             self.duplicate_reports,
             self.other_kinds(),
+            match self.bounce {
+                0 => String::new(),
+                1 => " (1 bounce)".to_string(),
+                n => format!(" ({n} bounces)"),
+            },
             self.invalid
         )
     }
@@ -139,7 +144,8 @@ const REPARSE_SP: &str = "reparse";
 /// Marks the warning a later input leaves on a kept report (see
 /// [`Store::duplicate_warnings_of`]).
 pub const DIFFERENT_COPY: &str = "arrived again with different records";
-/// Starts the warning on an input that holds a bounce stored before.
+/// Starts the warning on an input that holds a bounce stored before. Not
+/// relational: reparse, going in input order, finds the same first copy.
 const BOUNCE_COPY: &str = "a copy of the bounce stored from";
 /// Marks the warning on a complete report that took a salvaged one's place.
 pub const REPLACES_SALVAGED: &str = "replaces the salvaged copy from";
@@ -149,7 +155,6 @@ pub const REPLACES_SALVAGED: &str = "replaces the salvaged copy from";
 /// cannot know: `reparse` keeps the ones an input had and adds none.
 fn is_relational(w: &str) -> bool {
     w.contains(DIFFERENT_COPY)
-        || w.starts_with(BOUNCE_COPY)
         || w.starts_with("a broken copy of report ")
         || w.starts_with("a copy of report ")
 }
@@ -433,14 +438,23 @@ impl<'s> Ingester<'s> {
         if kind == Kind::Bounce {
             // Inside the input's savepoint: the bounce's rows come and go with it.
             match crate::bounce::parse(&input.bytes) {
-                Ok(b) => {
+                Ok(mut b) => {
+                    if let Some(w) = implausible_date(&mut b, now()) {
+                        warnings.push(w);
+                    }
                     if let Some(first) = self.store.insert_bounce(id, &b)? {
                         let first = self.store.describe_input(first)?;
                         warnings.push(format!("{BOUNCE_COPY} {first}; not counted again"));
                         self.stats.duplicate_bounces += 1;
                     }
                 }
-                Err(e) => warnings.push(format!("bounce not read: {e}")),
+                Err(e) => {
+                    // Unreadable: invalid, so that it shows in `dmarcdb
+                    // invalid` (and the Invalid folder) and a later reparse
+                    // can read it.
+                    kind = Kind::Invalid;
+                    reason = Some(format!("bounce not read: {e}"));
+                }
             }
         }
         cap_warnings(&mut warnings);
@@ -644,6 +658,24 @@ impl<'s> Ingester<'s> {
         }
         Ok(Ok(()))
     }
+}
+
+/// A bounce Date more than a day ahead of `now` (a wrong clock, a forged
+/// header) would sit at the end of every period, and one before 1990 (a
+/// zero timestamp) before any: the bounce dates from when it was stored
+/// instead, with a warning. Old archives (a bounce of 1999) keep their dates.
+fn implausible_date(b: &mut crate::bounce::Bounce, now: i64) -> Option<String> {
+    const Y1990: i64 = 631_152_000;
+    let d = b.date?;
+    if (Y1990..=now + 86_400).contains(&d) {
+        return None;
+    }
+    b.date = None;
+    let shown = chrono::DateTime::from_timestamp(d, 0)
+        .map_or_else(|| d.to_string(), |t| t.format("%Y-%m-%d").to_string());
+    Some(format!(
+        "the bounce's Date ({shown}) is implausible; it is dated when it was stored"
+    ))
 }
 
 /// Warnings kept (stored and printed) per input: a mail of thousands of

@@ -673,7 +673,7 @@ impl Store {
                         FROM reports WHERE input = ?1 ORDER BY x)),
                     (SELECT json_group_array(json_array(b.format, b.reporting_mta, b.arrival_date,
                             b.bounced_at, b.sender_domain, b.original_message_id, b.original_from,
-                            b.original_subject, b.warnings, br.recipient, br.domain, br.action,
+                            b.original_subject, b.warnings, b.key, br.recipient, br.domain, br.action,
                             br.status, br.smtp_code, br.remote_mta, br.diagnostic, br.reason,
                             br.detail))
                      FROM bounces b LEFT JOIN bounce_recipients br ON br.bounce = b.id

@@ -294,10 +294,10 @@ fn fixtures() {
     assert_eq!(p, "T-Online MX");
 }
 
-/// A bounce that names no recipient is kept as kind bounce, with a warning,
+/// A bounce that names no recipient is kept as invalid, with its reason,
 /// and no bounce rows.
 #[test]
-fn unreadable_bounce_is_kept() {
+fn unreadable_bounce_is_invalid() {
     use dmarcdb::config::Limits;
     use dmarcdb::fetch::{Origin, RawInput};
     use dmarcdb::ingest::Ingester;
@@ -311,12 +311,119 @@ fn unreadable_bounce_is_kept() {
         .ingest(&RawInput::new(Origin::Stdin, None, mail.to_vec()))
         .unwrap();
     ing.commit().unwrap();
-    assert_eq!(o.kind.as_str(), "bounce");
-    assert_eq!(o.warnings, ["bounce not read: bounce names no recipient"]);
+    assert_eq!(o.kind.as_str(), "invalid");
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("bounce not read: bounce names no recipient")
+    );
     drop(ing);
     let n: i64 = store
         .connection()
         .query_row("SELECT count(*) FROM bounces", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 0);
+}
+
+/// A store from before migration 5: two copies of one bounce, both counted,
+/// neither with a key. The first reparse gives the first its key and takes
+/// the second's rows away; the second reparse changes nothing.
+#[test]
+fn reparse_folds_copies_stored_before_keys() {
+    use dmarcdb::config::Limits;
+    use dmarcdb::fetch::{Origin, RawInput};
+    use dmarcdb::ingest::Ingester;
+    use dmarcdb::store::Store;
+    let first = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bounces/gmail-dmarc-policy.eml"),
+    )
+    .unwrap();
+    let mut relayed =
+        b"Received: from relay.example.com; Thu, 6 Mar 2025 10:00:00 +0000\n".to_vec();
+    relayed.extend_from_slice(&first);
+    let mut store = Store::open_in_memory().unwrap();
+    let mut ing = Ingester::new(&mut store, Limits::default());
+    let a = ing
+        .ingest(&RawInput::new(Origin::Stdin, None, first))
+        .unwrap()
+        .input;
+    let b = ing
+        .ingest(&RawInput::new(Origin::Stdin, None, relayed))
+        .unwrap()
+        .input;
+    ing.commit().unwrap();
+    drop(ing);
+    // What an older version left: no keys, the copy counted too.
+    store
+        .connection()
+        .execute_batch(&format!(
+            "UPDATE bounces SET key = NULL;
+             UPDATE inputs SET warnings = NULL WHERE id = {b};
+             INSERT INTO bounces (input, format, bounced_at) VALUES ({b}, 'dsn', 0);
+             INSERT INTO bounce_recipients (bounce, recipient, reason)
+                 VALUES (last_insert_rowid(), 'customer@example.net', 'other');"
+        ))
+        .unwrap();
+    let counts = |store: &mut Store| -> (i64, i64) {
+        store
+            .connection()
+            .query_row(
+                "SELECT (SELECT count(*) FROM bounce_recipients),
+                        (SELECT count(*) FROM bounces WHERE key IS NOT NULL)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    assert_eq!(counts(&mut store), (2, 0));
+    let mut ing = Ingester::new(&mut store, Limits::default());
+    assert!(
+        ing.reparse(a).unwrap().is_some(),
+        "the first copy gets its key"
+    );
+    let o = ing
+        .reparse(b)
+        .unwrap()
+        .expect("the second copy loses its rows");
+    assert!(o.warnings[0].starts_with("a copy of the bounce stored from"));
+    assert_eq!(ing.reparse(a).unwrap(), None);
+    assert_eq!(ing.reparse(b).unwrap(), None);
+    ing.commit().unwrap();
+    drop(ing);
+    assert_eq!(counts(&mut store), (1, 1));
+}
+
+/// A bounce dated in 2100 would stay at the end of every period: it is
+/// dated when it was stored, with a warning.
+#[test]
+fn future_bounce_date_is_not_believed() {
+    use dmarcdb::config::Limits;
+    use dmarcdb::fetch::{Origin, RawInput};
+    use dmarcdb::ingest::Ingester;
+    use dmarcdb::store::Store;
+    let mail = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/bounces/gmail-dmarc-policy.eml"),
+    )
+    .unwrap();
+    let date = mail.lines().find(|l| l.starts_with("Date:")).unwrap();
+    let mail = mail.replace(date, "Date: Fri, 01 Jan 2100 00:00:00 +0000");
+    let mut store = Store::open_in_memory().unwrap();
+    let mut ing = Ingester::new(&mut store, Limits::default());
+    let o = ing
+        .ingest(&RawInput::new(Origin::Stdin, None, mail.into_bytes()))
+        .unwrap();
+    ing.commit().unwrap();
+    assert_eq!(
+        o.warnings,
+        ["the bounce's Date (2100-01-01) is implausible; it is dated when it was stored"]
+    );
+    drop(ing);
+    let (at, received): (i64, i64) = store
+        .connection()
+        .query_row(
+            "SELECT b.bounced_at, i.received_at FROM bounces b JOIN inputs i ON i.id = b.input",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(at, received);
 }

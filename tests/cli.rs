@@ -994,6 +994,13 @@ fn bounces_command() {
     assert_eq!(groups[0]["reason"], "auth_failure");
     assert_eq!(groups[0]["detail"], "dmarc");
     assert_eq!(groups[0]["count"], 1);
+    // A remote MTA's domain, a recipient domain, any case.
+    let j = e.json(&["bounces", "--to", "Outlook.COM", "--format", "json"]);
+    assert_eq!(j.as_array().unwrap().len(), 1);
+    assert_eq!(j[0]["provider"], "Microsoft");
+    let j = e.json(&["bounces", "--to", "example.net", "--format", "json"]);
+    assert_eq!(j.as_array().unwrap().len(), 3);
+    assert_eq!(e.run(&["bounces", "--to", " "]).status.code(), Some(2));
     let j = e.json(&["bounces", "--domain", "example.com", "--format", "json"]);
     assert_eq!(j.as_array().unwrap().len(), 2);
     let j = e.json(&["bounces", "--since", "2025-03-06", "--format", "json"]);

@@ -1001,3 +1001,40 @@ fn mails_with_too_many_parts_or_a_huge_header_are_not_parsed() {
         .unwrap()
         .contains("header block is larger than 1048576 bytes"));
 }
+
+#[test]
+fn printable_names_show_hidden_characters() {
+    use dmarcdb::extract::printable_name;
+    assert_eq!(printable_name("report.xml"), "report.xml");
+    assert_eq!(
+        printable_name("a\u{202e}lmx.exe\u{200b}\n"),
+        "a\\u{202e}lmx.exe\\u{200b}\\n"
+    );
+    assert_eq!(printable_name("stra\u{df}e"), "stra\u{df}e");
+}
+
+/// Bounces come from a mail system; people's mail about delivery does not,
+/// and an auto-reply's empty Return-Path (RFC 3834) does not make it one.
+#[test]
+fn bounces_come_from_daemons() {
+    let kind = |m: &str| extract(m.as_bytes(), None).kind;
+    let vacation = "Return-Path: <>\r\nFrom: Kim <kim@example.org>\r\nTo: alice@example.com\r\n\
+        Subject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\n\
+        I am away; your mail will not be delivered to me before Monday.\r\n";
+    assert_eq!(kind(vacation), Kind::Other);
+    let person = "From: Bob <bob@example.org>\r\nTo: alice@example.com\r\n\
+        Subject: Parcel not delivered again\r\n\r\nThe parcel could not be delivered.\r\n";
+    assert_eq!(kind(person), Kind::Other);
+    let forward = "From: Bob <bob@example.org>\r\nTo: alice@example.com\r\n\
+        Subject: Fwd: Undelivered Mail Returned to Sender\r\n\r\n\
+        See below.\r\n550 5.1.1 <x@example.net>: User unknown\r\n";
+    assert_eq!(kind(forward), Kind::Other);
+    let exchange = "From: Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@example.com>\r\n\
+        To: alice@example.com\r\nSubject: Undeliverable: Invoice 7\r\n\r\n\
+        Your message to quinn@example.net couldn't be delivered.\r\n";
+    assert_eq!(kind(exchange), Kind::Bounce);
+    let daemon = "Return-Path: <>\r\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.com>\r\n\
+        Auto-Submitted: auto-replied\r\nSubject: Mail delivery failed\r\n\r\n\
+        x@example.net\r\n    host mx.example.net: 550 5.1.1 User unknown\r\n";
+    assert_eq!(kind(daemon), Kind::Bounce);
+}

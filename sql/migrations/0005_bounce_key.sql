@@ -8,6 +8,10 @@
 -- second input with the same key is kept (kind 'bounce', with a warning
 -- naming the first) but adds no rows. Bounces stored before this migration
 -- have no key until `dmarcdb reparse` reads them again.
+--
+-- From this version on, a bounce that names no recipient dmarcdb can read is
+-- kind 'invalid' (listed by `dmarcdb invalid`; reparse reads it again after
+-- an upgrade), not kind 'bounce' with a warning as 0004 describes.
 ALTER TABLE bounces ADD COLUMN key TEXT;
 CREATE UNIQUE INDEX bounces_key ON bounces (key);
 

@@ -147,6 +147,17 @@ pub const RULES: &[Rule] = &[
         "starttls is required", "encryption required", "tls handshake", "certificate verify",
         "tls negotiation", "secure connection",
     ], &["7.10", "7.11", "7.15", "7.29", "7.30"]),
+    // Phrases that hold a word of a later rule but mean this one:
+    // Lotus Notes' "not listed in … Name & Address Book" is no blocklist, a
+    // refused connection no block, and Gmail's "receiving mail at a rate
+    // that prevents additional messages" no unknown user.
+    rule(UserUnknown, None, &[
+        "not listed in public name", "not listed in domino directory", "recipient not listed",
+    ], &[]),
+    rule(HostUnknown, None, &[
+        "connection refused", "no answer from host", "connection timed out",
+    ], &[]),
+    rule(RateLimited, None, &["receiving mail at a rate", "unusual rate"], &[]),
     // Blocked, with the detail first.
     rule(Blocked, Some("ptr"), &[
         "ptr record", "reverse dns", "rdns", "reverse lookup", "reverse-dns", "no ptr",
@@ -161,6 +172,8 @@ pub const RULES: &[Rule] = &[
     rule(Blocked, Some("reputation"), &[
         "reputation", "sender score", "senderscore", "poor sending", "low sending",
         "4.7.650", "ip is not allowed to send", "temporarily deferred due to unexpected volume",
+        // Microsoft: mail from an IP in its high-risk delivery pool.
+        "5.7.708", "traffic not accepted from this ip",
     ], &[]),
     // A virus is named before spam: filters say "virus detected; content rejected".
     rule(ContentRejected, None, &["virus", "malware", "infected"], &[]),
@@ -185,7 +198,8 @@ pub const RULES: &[Rule] = &[
         "over quota", "overquota", "exceeded storage", "storage allocation", "quota",
         "insufficient system storage", "not enough storage", "mailbox size limit",
         "user is over", "exceeds the size limit for the mailbox", "full mailbox",
-        "mailfolder is full", "mail box full", "is full",
+        "mailfolder is full", "mail box full", "box is full", "storage is full",
+        "account is full", "quota is full",
     ], &["2.2"]),
     // Message size (before user unknown: "message size exceeds" is not about a user).
     rule(TooLarge, None, &[
@@ -197,6 +211,10 @@ pub const RULES: &[Rule] = &[
     rule(HostUnknown, None, &[
         "domain does not exist", "domain not found", "no such domain", "domain doesn't exist",
         "host not found", "host unknown", "unknown host",
+    ], &[]),
+    // Our envelope sender refused, before "address rejected" of a recipient.
+    rule(PolicyViolation, None, &[
+        "sender address rejected", "not owned by user", "sender rejected",
     ], &[]),
     // Unknown user.
     rule(UserUnknown, None, &[
@@ -231,7 +249,7 @@ pub const RULES: &[Rule] = &[
     ], &["6.0", "6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7", "6.8", "6.9"]),
     // Policy: the receiver's rules, not the sender's reputation.
     rule(PolicyViolation, None, &[
-        "policy", "relay", "not allowed", "not permitted", "prohibited", "administrative",
+        "policy", "relay", "relaying", "not allowed", "not permitted", "prohibited", "administrative",
         "restricted", "do not accept", "don't accept", "not accepted", "sender rejected",
         "sender address", "sender domain", "violation", "permission to post",
         "sender verify failed", "sender verification",
@@ -247,6 +265,8 @@ pub const RULES: &[Rule] = &[
 /// Status codes (subject.detail) that decide before any text does.
 const AUTHORITATIVE: &[(&str, Reason, Option<&str>)] = &[
     ("7.26", AuthFailure, Some("dmarc")),
+    // Gmail's "unusual rate of unsolicited mail … temporarily rate limited".
+    ("7.28", RateLimited, None),
     ("7.515", AuthFailure, None),
     ("1.2", HostUnknown, None),
 ];
@@ -540,5 +560,43 @@ mod tests {
             None,
         );
         check("5.0.0", "550 Sender verify failed", PolicyViolation, None);
+        check(
+            "4.2.1",
+            "450 4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered.",
+            RateLimited,
+            None,
+        );
+        check(
+            "4.7.28",
+            "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address.",
+            RateLimited,
+            None,
+        );
+        check("5.7.1", "550 5.7.1 Relaying denied", PolicyViolation, None);
+        check(
+            "5.1.1",
+            "Recipient not listed in public Name & Address Book",
+            UserUnknown,
+            None,
+        );
+        check(
+            "5.7.1",
+            "553 5.7.1 <a@example.com>: Sender address rejected: not owned by user a@example.com",
+            PolicyViolation,
+            None,
+        );
+        check(
+            "5.5.2",
+            "501 5.5.2 Helo command rejected: need fully-qualified hostname",
+            Other,
+            None,
+        );
+        check("4.4.1", "Connection refused", HostUnknown, None);
+        check(
+            "5.7.708",
+            "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.",
+            Blocked,
+            Some("reputation"),
+        );
     }
 }

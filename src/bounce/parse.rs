@@ -294,7 +294,15 @@ fn dsn(text: &str, b: &mut Bounce) {
     // Which of the two address fields the current recipient has.
     let (mut has_final, mut has_original) = (false, false);
     let finish = |r: Option<Recipient>, b: &mut Bounce| {
-        if let Some(r) = r.filter(|r| !r.address.is_empty()) {
+        // A mail address, and something said about it: a block without
+        // Action, Status or Diagnostic-Code reports no failure.
+        let reported = |r: &Recipient| {
+            r.address
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+                && (r.action.is_some() || r.status.is_some() || r.diagnostic.is_some())
+        };
+        if let Some(r) = r.filter(reported) {
             b.recipients.push(r);
         }
     };
@@ -302,7 +310,10 @@ fn dsn(text: &str, b: &mut Bounce) {
         for (name, value) in group {
             let value = value.trim();
             match name.as_str() {
-                "reporting-mta" => b.reporting_mta = Some(cap(after_type(value))),
+                "reporting-mta" => {
+                    b.reporting_mta = Some(cap(after_type(value)))
+                        .filter(|s| s.chars().any(char::is_alphanumeric));
+                }
                 "arrival-date" => b.arrival_date = Some(cap(value)),
                 "final-recipient" | "original-recipient" => {
                     let is_final = name == "final-recipient";
@@ -464,7 +475,7 @@ fn split_returned(body: &str) -> (&str, Option<&str>) {
             || l.ends_with(':'))
             && RETURNED.iter().any(|m| l.contains(m));
         let header_line = seen_text
-            && (l.starts_with("return-path:") || l.starts_with("received: from"))
+            && (l.starts_with("return-path:") || l.starts_with("received:"))
             && line.starts_with(|c: char| c.is_ascii_alphabetic());
         if marker_line || header_line {
             let rest = if header_line {
@@ -490,9 +501,10 @@ fn text_recipients(text: &str) -> Vec<(String, String)> {
             if let Some(c) = current.take() {
                 out.push(c);
             }
-            if out.iter().any(|(a, _)| *a == addr) {
-                // The same address again (a summary line): keep the first.
-                current = None;
+            if let Some(i) = out.iter().position(|(a, _)| *a == addr) {
+                // The same address again (Exchange names it once for people
+                // and once with the server's reply): one recipient, both texts.
+                current = Some(out.remove(i));
                 continue;
             }
             // The chunk starts after the address itself.
@@ -500,11 +512,16 @@ fn text_recipients(text: &str) -> Vec<(String, String)> {
                 .find('@')
                 .and_then(|at| {
                     line.get(at..)?
-                        .find(|c: char| c.is_whitespace() || c == '>' || c == ':')
+                        .find(|c: char| c.is_whitespace() || matches!(c, '>' | '<' | ':'))
                         .map(|e| at + e)
                 })
                 .and_then(|e| line.get(e..))
                 .unwrap_or("");
+            // Outlook's `a@example.com<mailto:a@example.com>`.
+            let rest = match rest.strip_prefix("<mailto:") {
+                Some(m) => m.split_once('>').map_or("", |(_, r)| r),
+                None => rest,
+            };
             let rest = rest.trim_start_matches(['>', ':', ' ', '\t', '"', '\'']);
             current = Some((addr, format!("{rest} ")));
             continue;

@@ -21,8 +21,8 @@ pub struct Args {
     /// Only bounces of mail sent from this domain (ours) and its subdomains.
     #[arg(long, value_name = "OUR_DOMAIN")]
     domain: Option<String>,
-    /// Only bounces from this provider (a name from the `providers` table,
-    /// such as Microsoft or Google, or a recipient domain).
+    /// Only bounces from this provider: a name from the `providers` table
+    /// (Microsoft, Google), a recipient domain or a remote MTA's domain.
     #[arg(long, value_name = "PROVIDER")]
     to: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -37,6 +37,10 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
     if domain.as_deref() == Some("") {
         return Err(Failure::usage("--domain needs a domain name"));
     }
+    let to = a.to.as_deref().map(|t| t.trim().trim_end_matches('.'));
+    if to == Some("") {
+        return Err(Failure::usage("--to needs a provider name or a domain"));
+    }
     let now = chrono::Utc::now().timestamp();
     let since = match a.since {
         Some(When::Date(d)) => Some(d),
@@ -47,7 +51,7 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
         since,
         until: None,
         domain,
-        provider: a.to.as_deref().map(str::trim).map(str::to_string),
+        provider: to.map(str::to_string),
     };
     let store = g.existing_store()?;
     let patterns = store

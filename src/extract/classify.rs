@@ -163,21 +163,24 @@ const DAEMONS: &[&str] = &[
     "postmaster",
 ];
 
-fn daemon_sender(f: &Facts) -> bool {
-    f.null_return_path
-        || f.from.iter().any(|(name, addr)| {
-            let local = addr.split('@').next().unwrap_or_default();
-            DAEMONS.contains(&local)
-                || any_of(
-                    name,
-                    &[
-                        "mail delivery",
-                        "mailer-daemon",
-                        "mailer daemon",
-                        "postmaster",
-                    ],
-                )
-        })
+/// The From names a mail system (MAILER-DAEMON, postmaster, "Mail Delivery
+/// Subsystem").
+fn daemon_from(f: &Facts) -> bool {
+    f.from.iter().any(|(name, addr)| {
+        let local = addr.split('@').next().unwrap_or_default();
+        DAEMONS.contains(&local)
+            // Exchange's NDRs come from MicrosoftExchange<hex>@.
+            || local.starts_with("microsoftexchange")
+            || any_of(
+                name,
+                &[
+                    "mail delivery",
+                    "mailer-daemon",
+                    "mailer daemon",
+                    "postmaster",
+                ],
+            )
+    })
 }
 
 fn bounce_subject(s: &str) -> bool {
@@ -285,21 +288,21 @@ fn plain_bounce(f: &Facts) -> bool {
     if f.x_failed_recipients {
         return true;
     }
-    let daemon = daemon_sender(f);
     // A person's auto-reply (Auto-Submitted, "out of office") is not a
     // bounce, whatever its subject quotes; bounces come from a daemon.
-    // (Exim marks its bounces auto-replied too, but sends them as the daemon.)
-    if !daemon && auto_reply(f) {
+    // (Exim marks its bounces auto-replied too, but sends them as the
+    // daemon.) An empty Return-Path marks a daemon only when the mail is no
+    // auto-reply: RFC 3834 asks auto-replies to use one too.
+    let auto = auto_reply(f);
+    let from_daemon = daemon_from(f);
+    if auto && !from_daemon {
         return false;
     }
-    let subject = bounce_subject(&f.subject)
-        && !f
-            .subject
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("re:");
-    let body = smtp_failure(&f.body);
-    (daemon && (subject || body)) || (subject && body)
+    let daemon = from_daemon || f.null_return_path;
+    let subject = bounce_subject(&f.subject);
+    // A person's mail that talks about delivery ("Parcel not delivered",
+    // a forwarded bounce) is not one.
+    daemon && (subject || smtp_failure(&f.body))
 }
 
 fn auto_reply(f: &Facts) -> bool {

@@ -252,18 +252,28 @@ pub struct Document<'r> {
 /// stored: control characters (a line break in a zip member's name, …) are
 /// escaped, so that every reason stays one line.
 pub fn printable_name(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(hidden) {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
+        if hidden(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// A character that changes how a line shows without showing itself: a
+/// control character, or an invisible format character (zero-width space,
+/// bidirectional overrides and isolates, BOM) that could make a hostile
+/// diagnostic read as something it is not.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{061c}')
 }
 
 /// Look at an input's bytes: a mail, or a plain file.

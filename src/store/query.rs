@@ -319,8 +319,10 @@ const BOUNCES: &str = "WITH f AS MATERIALIZED (
     WHERE (?1 IS NULL OR bounced_at >= ?1) AND (?2 IS NULL OR bounced_at <= ?2)
       AND (?3 IS NULL OR sender_domain = ?3
            OR substr(sender_domain, -length(?3) - 1) = '.' || ?3)
-      AND (?4 IS NULL OR lower(provider) = lower(?4) OR domain = lower(?4)
-           OR substr(domain, -length(?4) - 1) = '.' || lower(?4)))";
+      AND (?4 IS NULL OR lower(provider) = lower(?4)
+           OR domain = lower(?4) OR substr(domain, -length(?4) - 1) = '.' || lower(?4)
+           OR remote_mta = lower(?4)
+           OR substr(remote_mta, -length(?4) - 1) = '.' || lower(?4)))";
 
 /// One bounce pattern: provider × reason × detail × status.
 #[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
