@@ -5,13 +5,16 @@
 //! behind and never spoils the reports or inputs around it. The caller ends
 //! the batch with [`Ingester::commit`] before it moves any mail.
 
+mod ahead;
+
 use crate::config::Limits;
 use crate::extract::{self, printable_name, Budget, Document};
 use crate::fetch::imap::{Destination, FetchedMail, MailSink, MailboxRef, SinkError};
 use crate::fetch::{Origin, RawInput};
 use crate::kind::Kind;
-use crate::parse::ReportReader;
 use crate::store::{NewInput, Store, StoreError};
+pub use ahead::{prepare, visit_prepared, Prepared, MAX_AHEAD_RECORDS};
+use ahead::{Ahead, Item, Meta, ReadAhead};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -193,14 +196,29 @@ impl<'s> Ingester<'s> {
 
     /// Ingest one input inside the current batch (opened on demand).
     pub fn ingest(&mut self, input: &RawInput) -> Result<Outcome, StoreError> {
-        let outcome = self.ingest_quietly(input)?;
+        let outcome = self.ingest_quietly(input, None, None)?;
         if let Some(f) = self.notify.as_mut() {
             f(&input.origin, &outcome);
         }
         Ok(outcome)
     }
 
-    fn ingest_quietly(&mut self, input: &RawInput) -> Result<Outcome, StoreError> {
+    /// [`Ingester::ingest`] an input whose pure work [`prepare`] did
+    /// (on another thread). The same outcome, sooner.
+    pub fn ingest_prepared(&mut self, p: Prepared) -> Result<Outcome, StoreError> {
+        let outcome = self.ingest_quietly(&p.input, Some(p.sha), p.read)?;
+        if let Some(f) = self.notify.as_mut() {
+            f(&p.input.origin, &outcome);
+        }
+        Ok(outcome)
+    }
+
+    fn ingest_quietly(
+        &mut self,
+        input: &RawInput,
+        sha: Option<String>,
+        read: Option<ReadAhead>,
+    ) -> Result<Outcome, StoreError> {
         if let Some(reason) = &input.truncated {
             return self.ingest_partial(&input.origin, &input.bytes, reason);
         }
@@ -209,7 +227,7 @@ impl<'s> Ingester<'s> {
             self.in_batch = true;
         }
         self.stats.inputs += 1;
-        let sha = hex(&Sha256::digest(&input.bytes));
+        let sha = sha.unwrap_or_else(|| hex(&Sha256::digest(&input.bytes)));
         if let Some((id, kind)) = self.store.input_by_sha(&sha)? {
             self.stats.duplicate_inputs += 1;
             self.note_imap(&input.origin, id)?;
@@ -222,7 +240,7 @@ impl<'s> Ingester<'s> {
             });
         }
         self.store.savepoint(INPUT_SP)?;
-        match self.ingest_new(input, &sha) {
+        match self.ingest_new(input, &sha, read) {
             Ok(outcome) => {
                 self.store.release(INPUT_SP)?;
                 self.stats.count_kind(outcome.kind);
@@ -343,21 +361,40 @@ impl<'s> Ingester<'s> {
         Ok(())
     }
 
-    fn ingest_new(&mut self, input: &RawInput, sha: &str) -> Result<Outcome, StoreError> {
-        let extracted = extract::extract(&input.bytes, input.name.as_deref());
+    fn ingest_new(
+        &mut self,
+        input: &RawInput,
+        sha: &str,
+        read: Option<ReadAhead>,
+    ) -> Result<Outcome, StoreError> {
+        let extracted;
+        let (meta, docs) = match read {
+            Some(r) => (
+                r.meta,
+                Docs::ReadAhead {
+                    items: r.items,
+                    payloads: r.payloads,
+                    exceeded: r.budget_exceeded,
+                },
+            ),
+            None => {
+                extracted = extract::extract(&input.bytes, input.name.as_deref());
+                (Meta::of(&extracted), Docs::Live(&extracted.payloads))
+            }
+        };
         let id = self.store.insert_input(
             &NewInput {
                 origin: &input.origin,
                 truncated: false,
                 sha256: sha,
                 bytes: &input.bytes,
-                kind: extracted.kind,
-                mail: extracted.mail.as_ref(),
+                kind: meta.kind,
+                mail: meta.mail.as_ref(),
             },
             now(),
         )?;
         self.note_imap(&input.origin, id)?;
-        self.read_into(id, input, &extracted)
+        self.read_into(id, input, meta, docs)
     }
 
     /// Read an input's reports into the store under its (existing) row and
@@ -366,13 +403,16 @@ impl<'s> Ingester<'s> {
         &mut self,
         id: i64,
         input: &RawInput,
-        extracted: &extract::Extracted<'_>,
+        meta: Meta,
+        docs: Docs<'_>,
     ) -> Result<Outcome, StoreError> {
-        let mut warnings = extracted.warnings.clone();
-        let mut kind = extracted.kind;
-        let mut reason = extracted.reason.clone();
-        if !extracted.payloads.is_empty() {
-            let budget = Budget::new(&self.limits);
+        let Meta {
+            mut kind,
+            mut reason,
+            mut warnings,
+            ..
+        } = meta;
+        if !docs.is_empty() {
             let before = (self.stats.reports, self.stats.records);
             self.store.savepoint(DOCS_SP)?;
             let mut found = 0u64;
@@ -386,25 +426,53 @@ impl<'s> Ingester<'s> {
                     format!("{part}: {problem}")
                 }
             };
-            for payload in &extracted.payloads {
-                let limits = self.limits.clone();
-                extract::documents(payload, &limits, &budget, &mut |doc| match doc {
-                    Err(e) => {
-                        problems.push(named(&payload.name, e.to_string()));
-                        Ok::<(), StoreError>(())
+            let exceeded = match docs {
+                Docs::Live(payloads) => {
+                    let budget = Budget::new(&self.limits);
+                    for payload in payloads {
+                        let limits = self.limits.clone();
+                        extract::documents(payload, &limits, &budget, &mut |doc| match doc {
+                            Err(e) => {
+                                problems.push(named(&payload.name, e.to_string()));
+                                Ok::<(), StoreError>(())
+                            }
+                            Ok(doc) => {
+                                let name = doc.name.clone();
+                                match self.ingest_document(id, doc)? {
+                                    Ok(()) => found += 1,
+                                    Err(problem) => problems.push(named(&name, problem)),
+                                }
+                                Ok(())
+                            }
+                        })?;
                     }
-                    Ok(doc) => {
-                        let name = doc.name.clone();
-                        match self.ingest_document(id, doc)? {
-                            Ok(()) => found += 1,
-                            Err(problem) => problems.push(named(&name, problem)),
+                    budget.exceeded()
+                }
+                Docs::ReadAhead {
+                    items, exceeded, ..
+                } => {
+                    for item in items {
+                        match item {
+                            Item::Problem { part, error } => problems.push(named(&part, error)),
+                            Item::Doc { name, msgs } => {
+                                let stored = match ahead::replay(msgs) {
+                                    (Ok(header), mut reader) => {
+                                        self.store_document(id, &name, header, &mut reader)?
+                                    }
+                                    (Err(e), _) => Err(e.to_string()),
+                                };
+                                match stored {
+                                    Ok(()) => found += 1,
+                                    Err(problem) => problems.push(named(&name, problem)),
+                                }
+                            }
                         }
-                        Ok(())
                     }
-                })?;
-            }
+                    exceeded
+                }
+            };
             warnings.append(&mut self.input_warnings);
-            if budget.exceeded() {
+            if exceeded {
                 // The cap is per input: over it, the input is invalid as a
                 // whole (a later reparse with a higher cap can read it).
                 self.store.rollback_to(DOCS_SP)?;
@@ -503,7 +571,8 @@ impl<'s> Ingester<'s> {
             let input = RawInput::new(raw.origin.clone(), raw.name.clone(), raw.bytes);
             let extracted = extract::extract(&input.bytes, input.name.as_deref());
             self.store.update_mail(id, extracted.mail.as_ref())?;
-            let mut outcome = self.read_into(id, &input, &extracted)?;
+            let meta = Meta::of(&extracted);
+            let mut outcome = self.read_into(id, &input, meta, Docs::Live(&extracted.payloads))?;
             self.store.restore_duplicate_warnings(id, &foreign)?;
             outcome.warnings.retain(|w| !is_relational(w));
             outcome.warnings.extend(relational);
@@ -537,11 +606,21 @@ impl<'s> Ingester<'s> {
         input: i64,
         doc: Document<'_>,
     ) -> Result<Result<(), String>, StoreError> {
-        let mut reader = ReportReader::new(&mut *doc.reader);
-        let header = match reader.header() {
-            Ok(h) => h.clone(),
-            Err(e) => return Ok(Err(e.to_string())),
-        };
+        let name = doc.name.clone();
+        ahead::parse_ahead(doc, |header, reader| match header {
+            Ok(header) => self.store_document(input, &name, header, reader),
+            Err(e) => Ok(Err(e.to_string())),
+        })
+    }
+
+    /// Store one parsed document as a report (see [`Ingester::ingest_document`]).
+    fn store_document(
+        &mut self,
+        input: i64,
+        name: &str,
+        header: crate::parse::Header,
+        reader: &mut Ahead,
+    ) -> Result<Result<(), String>, StoreError> {
         if self.pruned_before.is_some_and(|h| header.end < h) {
             // Pruned: what `prune` removed stays removed.
             return Ok(Ok(()));
@@ -550,7 +629,7 @@ impl<'s> Ingester<'s> {
         if let Some(known) = known.as_ref().filter(|k| !k.salvaged) {
             // Same key: keep the first. Read the records anyway to tell a true
             // copy from a reporter that sent other data under the same key.
-            match drain_digest(&mut reader) {
+            match drain_digest(reader) {
                 Ok(_) if reader.recovered() => {
                     let first = self.store.describe_input(known.input)?;
                     self.input_warnings.push(format!(
@@ -589,13 +668,11 @@ impl<'s> Ingester<'s> {
         if let Some(old) = &known {
             self.store.delete_report(old.id)?;
         }
-        let report = self.store.insert_report(input, &doc.name, &header)?;
-        let mut hasher = Sha256::new();
+        let report = self.store.insert_report(input, name, &header)?;
         let (mut records, mut messages) = (0i64, 0i64);
         let broken = loop {
             match reader.next_record() {
                 Ok(Some(rec)) => {
-                    hash_record(&mut hasher, &rec);
                     records += 1;
                     messages = messages.saturating_add(rec.count);
                     self.store.insert_record(report, &rec)?;
@@ -620,18 +697,17 @@ impl<'s> Ingester<'s> {
             self.stats.duplicate_reports += 1;
             return Ok(Ok(()));
         }
-        let digest = hex(&hasher.finalize());
+        let digest = reader.digest().to_string();
         let mut warnings = reader.warnings().to_vec();
         // Read past a mismatched end tag: maybe not all of it, so a
         // well-formed copy replaces it like a salvaged one.
         let salvaged = broken.is_some() || reader.recovered();
-        drop(reader);
         if let Some(e) = &broken {
             // Salvage: the key is known, so what was read is kept and marked.
             warnings.push(format!(
                 "salvaged: the report breaks after {records} records ({e}); the rest is lost"
             ));
-        } else if let Err(e) = std::io::copy(doc.reader, &mut std::io::sink()) {
+        } else if let Some(e) = reader.tail() {
             // Read to the end so that damage after </feedback> (a gzip CRC
             // mismatch, a truncated member) is not silently ignored.
             warnings.push(format!("after the report: {e}"));
@@ -678,6 +754,26 @@ fn implausible_date(b: &mut crate::bounce::Bounce, now: i64) -> Option<String> {
     ))
 }
 
+/// Where an input's documents come from: its payloads, read as they are
+/// stored, or read ahead by [`prepare`].
+enum Docs<'a> {
+    Live(&'a [extract::Payload<'a>]),
+    ReadAhead {
+        items: Vec<Item>,
+        payloads: bool,
+        exceeded: bool,
+    },
+}
+
+impl Docs<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Docs::Live(p) => p.is_empty(),
+            Docs::ReadAhead { payloads, .. } => !payloads,
+        }
+    }
+}
+
 /// Warnings kept (stored and printed) per input: a mail of thousands of
 /// junk parts must not print thousands of lines into a cron mail.
 const MAX_INPUT_WARNINGS: usize = 50;
@@ -690,26 +786,13 @@ fn cap_warnings(w: &mut Vec<String>) {
     }
 }
 
-fn hash_record(h: &mut Sha256, rec: &crate::parse::Record) {
-    // serde_json of plain data is deterministic; the digest only ever compares
-    // copies parsed by the same code.
-    if let Ok(bytes) = serde_json::to_vec(rec) {
-        h.update(&bytes);
-        h.update(b"\n");
-    }
-}
-
-fn drain_digest<R: std::io::BufRead>(
-    reader: &mut ReportReader<R>,
-) -> Result<(String, i64, i64), crate::parse::ParseError> {
-    let mut hasher = Sha256::new();
+fn drain_digest(reader: &mut Ahead) -> Result<(String, i64, i64), crate::parse::ParseError> {
     let (mut n, mut m) = (0i64, 0i64);
     while let Some(rec) = reader.next_record()? {
-        hash_record(&mut hasher, &rec);
         n += 1;
         m = m.saturating_add(rec.count);
     }
-    Ok((hex(&hasher.finalize()), n, m))
+    Ok((reader.digest().to_string(), n, m))
 }
 
 /// Lowercase hex of a digest.

@@ -509,8 +509,8 @@ fn sigterm_in_a_large_poll_finishes_the_batch_then_a_normal_run_completes() {
 #[test]
 fn a_second_signal_exits_at_once_even_while_storing_and_loses_nothing() {
     let Some(dv) = Dovecot::start() else { return };
-    // A batch that takes seconds to store: a report of 30,000 records.
-    let mut mails = vec![big_report("big-1", 30_000)];
+    // A batch that takes seconds to store: a report of 150,000 records.
+    let mut mails = vec![big_report("big-1", 150_000)];
     mails.extend((0..5).map(|i| report(&format!("small-{i}"))));
     dv.append_all("INBOX", &mails);
     let mut w = Watch::new(&account(&dv, "reports", "batch_size = 2"));
@@ -553,7 +553,7 @@ fn a_second_signal_exits_at_once_even_while_storing_and_loses_nothing() {
     assert_eq!(dv.count("Archive"), 6);
     assert_eq!(w.sql("SELECT count(*) FROM inputs"), 6);
     assert_eq!(w.sql("SELECT count(*) FROM reports"), 6);
-    assert_eq!(w.sql("SELECT count(*) FROM records"), 30_000 + 5 * 3);
+    assert_eq!(w.sql("SELECT count(*) FROM records"), 150_000 + 5 * 3);
 }
 
 #[test]

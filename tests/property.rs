@@ -320,6 +320,26 @@ fn check(bytes: Vec<u8>, name: Option<String>) -> Result<(), TestCaseError> {
     prop_assert_eq!(count(&store, "inputs"), 2);
     prop_assert_eq!(count(&store, "reports"), stats.reports);
     prop_assert_eq!(count(&store, "records"), stats.records);
+
+    // Read ahead on another thread (as `ingest PATH` does), the same store.
+    let mut ahead = Store::open_in_memory().unwrap();
+    let mut ing = Ingester::new(&mut ahead, limits());
+    for i in [&input, &input, &third] {
+        let p = dmarcdb::ingest::prepare(i.clone(), &limits());
+        ing.ingest_prepared(p).expect("store error reading ahead");
+    }
+    ing.commit().unwrap();
+    prop_assert_eq!(
+        (ing.stats.reports, ing.stats.records, ing.stats.duplicates()),
+        (stats.reports, stats.records, stats.duplicates())
+    );
+    drop(ing);
+    for id in [1, 2] {
+        prop_assert_eq!(
+            ahead.input_fingerprint(id).unwrap(),
+            store.input_fingerprint(id).unwrap()
+        );
+    }
     Ok(())
 }
 
@@ -373,5 +393,30 @@ fn fixtures_through_the_pipeline() {
         if let Err(e) = check(bytes.clone(), Some(name.clone())) {
             panic!("{name}: {e}");
         }
+    }
+}
+
+/// A report too big to wait in line whole is read as it is stored, and
+/// stored complete either way.
+#[test]
+fn big_reports_are_not_read_ahead() {
+    for (n, ahead) in [
+        (dmarcdb::ingest::MAX_AHEAD_RECORDS as u64, true),
+        (dmarcdb::ingest::MAX_AHEAD_RECORDS as u64 + 1, false),
+    ] {
+        let mut xml = Vec::new();
+        dmarcdb::synthetic::SyntheticReport::new("ahead-1", n)
+            .read_to_end(&mut xml)
+            .unwrap();
+        let p = dmarcdb::ingest::prepare(
+            RawInput::new(Origin::Stdin, Some("r.xml".into()), gzip(&xml)),
+            &Limits::default(),
+        );
+        assert_eq!(p.is_read_ahead(), ahead, "{n} records");
+        let mut store = Store::open_in_memory().unwrap();
+        let mut ing = Ingester::new(&mut store, Limits::default());
+        ing.ingest_prepared(p).unwrap();
+        ing.commit().unwrap();
+        assert_eq!(ing.stats.records, n);
     }
 }

@@ -99,23 +99,26 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
                 .collect(),
         };
         let (mut pending, mut pending_bytes) = (0u64, 0usize);
-        let result = local::visit(
+        // Each file is read and parsed on the second core while the one
+        // before it is stored.
+        let result = dmarcdb::ingest::visit_prepared(
             &a.paths,
-            config.limits.max_input_bytes,
+            &config.limits,
             &skip,
             &mut |e| {
                 say(&format!("dmarcdb: {e}"));
                 failed = true;
             },
-            &mut |input| {
+            &mut |prepared| {
                 if let Some(b) = bar {
                     b.inc(1);
                 }
                 pending += 1;
-                pending_bytes += input.bytes.len();
+                pending_bytes += prepared.input().bytes.len();
+                let origin = prepared.input().origin.clone();
                 ingester
-                    .ingest(&input)
-                    .map_err(|e| format!("{}: {e}", input.origin))?;
+                    .ingest_prepared(prepared)
+                    .map_err(|e| format!("{origin}: {e}"))?;
                 if pending >= FILE_BATCH || pending_bytes >= FILE_BATCH_BYTES {
                     ingester.commit().map_err(|e| e.to_string())?;
                     (pending, pending_bytes) = (0, 0);

@@ -84,7 +84,7 @@ impl<E> Ctx<'_, E> {
         (self.f)(Err(e))
     }
 
-    fn deliver(&mut self, name: &str, reader: &mut dyn BufRead) -> Result<(), E> {
+    fn deliver(&mut self, name: &str, reader: &mut (dyn BufRead + Send)) -> Result<(), E> {
         if self.labels.is_empty() {
             (self.f)(Ok(Document {
                 name: name.to_string(),
@@ -178,7 +178,7 @@ fn unpack_bytes<E>(
 fn unpack_stream<E>(
     ctx: &mut Ctx<'_, E>,
     name: &str,
-    inner: &mut dyn BufRead,
+    inner: &mut (dyn BufRead + Send),
     depth: usize,
 ) -> Result<Outcome, E> {
     let mut p = Peek::new(inner);
@@ -348,14 +348,14 @@ fn unpack_zip<E>(
 
 /// Replays the bytes read to decide what a stream is, then reads on.
 struct Peek<'r> {
-    inner: &'r mut dyn BufRead,
+    inner: &'r mut (dyn BufRead + Send),
     head: Vec<u8>,
     pos: usize,
     eof: bool,
 }
 
 impl<'r> Peek<'r> {
-    fn new(inner: &'r mut dyn BufRead) -> Self {
+    fn new(inner: &'r mut (dyn BufRead + Send)) -> Self {
         Peek {
             inner,
             head: Vec::new(),
@@ -606,7 +606,7 @@ impl<R: Read> Read for EntryReader<R> {
 
 /// Puts the names of the zip members a document is in around its errors.
 struct Labeled<'r> {
-    inner: &'r mut dyn BufRead,
+    inner: &'r mut (dyn BufRead + Send),
     labels: Vec<String>,
 }
 

@@ -45,8 +45,8 @@ mod sniff;
 use crate::config::Limits;
 use crate::kind::Kind;
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// Headers kept from a mail.
 ///
@@ -190,8 +190,10 @@ impl ExtractError {
 #[derive(Debug)]
 pub struct Budget {
     limit: u64,
-    remaining: Cell<u64>,
-    exceeded: Cell<bool>,
+    // Atomics only so that a document can be parsed on another thread than
+    // the one that made it; one thread reads at a time.
+    remaining: AtomicU64,
+    exceeded: AtomicBool,
 }
 
 impl Budget {
@@ -199,37 +201,37 @@ impl Budget {
     pub fn new(limits: &Limits) -> Budget {
         Budget {
             limit: limits.max_decompressed_bytes,
-            remaining: Cell::new(limits.max_decompressed_bytes),
-            exceeded: Cell::new(false),
+            remaining: AtomicU64::new(limits.max_decompressed_bytes),
+            exceeded: AtomicBool::new(false),
         }
     }
 
     /// Bytes decompressed so far.
     pub fn used(&self) -> u64 {
-        self.limit.saturating_sub(self.remaining.get())
+        self.limit.saturating_sub(self.remaining.load(Relaxed))
     }
 
     /// True once a read went over the allowance.
     pub fn exceeded(&self) -> bool {
-        self.exceeded.get()
+        self.exceeded.load(Relaxed)
     }
 
     /// Take `n` bytes from the allowance.
     fn take(&self, n: usize) -> Result<(), ExtractError> {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
-        let left = self.remaining.get();
-        if self.exceeded.get() || n > left {
-            self.exceeded.set(true);
-            self.remaining.set(0);
+        let left = self.remaining.load(Relaxed);
+        if self.exceeded.load(Relaxed) || n > left {
+            self.exceeded.store(true, Relaxed);
+            self.remaining.store(0, Relaxed);
             return Err(ExtractError::SizeLimit { limit: self.limit });
         }
-        self.remaining.set(left - n);
+        self.remaining.store(left - n, Relaxed);
         Ok(())
     }
 
     /// Fail if the allowance is already used up.
     fn check(&self) -> Result<(), ExtractError> {
-        if self.exceeded.get() {
+        if self.exceeded.load(Relaxed) {
             Err(ExtractError::SizeLimit { limit: self.limit })
         } else {
             Ok(())
@@ -245,7 +247,7 @@ impl Budget {
 pub struct Document<'r> {
     /// The payload's name, or for a zip member `payload/member`.
     pub name: String,
-    pub reader: &'r mut dyn BufRead,
+    pub reader: &'r mut (dyn BufRead + Send),
 }
 
 /// A name (file name, zip member, attachment) as it is shown in messages and
