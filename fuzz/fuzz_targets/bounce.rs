@@ -4,24 +4,9 @@
 
 use dmarcdb::bounce::{parse, MAX_RECIPIENTS, MAX_TEXT};
 use libfuzzer_sys::fuzz_target;
-use std::sync::Once;
 
-/// As in `extract`: mail-parser's debug assertions may fire on hostile MIME;
-/// `bounce::parse` catches them, and anything else is still a finding.
-fn tolerate_mail_parser_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let fuzzer_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let in_mail_parser = info
-                .location()
-                .is_some_and(|l| l.file().contains("/mail-parser-"));
-            if !in_mail_parser {
-                fuzzer_hook(info);
-            }
-        }));
-    });
-}
+mod common;
+use common::tolerate_mail_parser_panics;
 
 fn short(s: &Option<String>) {
     if let Some(s) = s {
