@@ -409,12 +409,15 @@ fn imap(b: &Bench) {
     );
 }
 
+/// A case: its name and what it runs.
+type Case = (&'static str, fn(&Bench));
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let cases: [(&str, fn(&Bench)); 6] = [
+    let cases: [Case; 6] = [
         ("parse", parse),
         ("floor", floor),
         ("ingest", ingest),

@@ -148,8 +148,8 @@ impl Rng {
     }
 
     /// One of `items` (which must not be empty).
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -311,6 +311,9 @@ const SELECTORS: [&str; 7] = [
     "mta",
     "20230601",
 ];
+/// DKIM results of a sender that is not the domain's, and of extra signatures.
+const SPOOF_DKIM: [&str; 6] = ["fail", "none", "permerror", "temperror", "neutral", "pass"];
+const EXTRA_DKIM: [&str; 5] = ["pass", "pass", "pass", "fail", "temperror"];
 const V4_PREFIXES: [&str; 3] = ["192.0.2", "198.51.100", "203.0.113"];
 
 /// The first day of generated reports: 2026-01-01 00:00:00 UTC.
@@ -626,7 +629,7 @@ impl ReportPlan {
         } else {
             domain.to_string()
         };
-        let esp = *rng.pick(&ESPS);
+        let esp = rng.pick(&ESPS);
         // What kind of sender this is decides the results.
         struct Sig {
             domain: String,
@@ -670,11 +673,11 @@ impl ReportPlan {
                 });
                 (aligned_dkim, aligned_spf) = (survived, false);
                 spf_domain = domain.to_string();
-                spf_result = *rng.pick(&["fail", "softfail", "neutral"]);
+                spf_result = rng.pick(&["fail", "softfail", "neutral"]);
                 reason = (!survived).then(|| match shape {
-                    Shape::Rfc7489 => *rng.pick(&["forwarded", "mailing_list", "local_policy"]),
+                    Shape::Rfc7489 => rng.pick(&["forwarded", "mailing_list", "local_policy"]),
                     Shape::Rfc9990 => {
-                        *rng.pick(&["trusted_forwarder", "mailing_list", "local_policy"])
+                        rng.pick(&["trusted_forwarder", "mailing_list", "local_policy"])
                     }
                 });
             }
@@ -687,14 +690,7 @@ impl ReportPlan {
                 };
                 sigs.push(Sig {
                     domain: d,
-                    result: *rng.pick(&[
-                        "fail",
-                        "none",
-                        "permerror",
-                        "temperror",
-                        "neutral",
-                        "pass",
-                    ]),
+                    result: rng.pick(&SPOOF_DKIM),
                 });
                 if sigs.first().is_some_and(|s| s.result == "pass") {
                     // Passing, but for another domain: not aligned.
@@ -708,7 +704,7 @@ impl ReportPlan {
                 } else {
                     format!("{}.example.net", rng.pick(&["mx", "relay", "smtp"]))
                 };
-                spf_result = *rng.pick(&[
+                spf_result = rng.pick(&[
                     "fail",
                     "softfail",
                     "none",
@@ -730,7 +726,7 @@ impl ReportPlan {
             }
             sigs.push(Sig {
                 domain: rng.pick(&ESPS).to_string(),
-                result: *rng.pick(&["pass", "pass", "pass", "fail", "temperror"]),
+                result: rng.pick(&EXTRA_DKIM),
             });
         }
         let passes = aligned_dkim || aligned_spf;
