@@ -1,6 +1,7 @@
 //! Command line: global options, subcommands, exit codes. One file per subcommand.
 
 mod bounces;
+mod generate;
 mod ingest;
 mod invalid;
 mod prune;
@@ -57,6 +58,9 @@ enum Command {
     Reparse(reparse::Args),
     /// Delete reports and inputs older than a number of days.
     Prune(prune::Args),
+    /// Write a synthetic corpus (benchmarks; deterministic from --seed).
+    #[command(hide = true)]
+    Generate(generate::Args),
 }
 
 /// Global settings every subcommand gets.
@@ -272,6 +276,7 @@ pub fn main() -> u8 {
         Command::Invalid(a) => invalid::run(&global, a),
         Command::Reparse(a) => reparse::run(&global, a),
         Command::Prune(a) => prune::run(&global, a),
+        Command::Generate(a) => generate::run(&global, a),
     };
     match result {
         Ok(code) => code,
