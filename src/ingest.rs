@@ -247,7 +247,9 @@ impl<'s> Ingester<'s> {
                 Ok(outcome)
             }
             Err(e) => {
-                self.store.rollback_to(INPUT_SP)?;
+                // Some errors (a full disk) have already rolled the whole
+                // transaction back: the savepoint is gone, and `e` is the news.
+                let _ = self.store.rollback_to(INPUT_SP);
                 Err(e)
             }
         }
