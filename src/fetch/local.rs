@@ -47,7 +47,7 @@ pub fn visit<E>(
     };
     for p in paths {
         if p.as_os_str() == "-" {
-            match read_capped(std::io::stdin().lock(), max_bytes) {
+            match read_capped(std::io::stdin().lock(), max_bytes, 0) {
                 Ok((bytes, None)) => f(RawInput::new(Origin::Stdin, None, bytes))?,
                 Ok((head, Some(size))) => f(RawInput::oversize(
                     Origin::Stdin,
@@ -70,8 +70,10 @@ pub fn visit<E>(
 }
 
 /// Read at most `max` bytes; past that, keep the first 64 KiB and count the rest.
-fn read_capped<R: Read>(mut r: R, max: u64) -> std::io::Result<(Vec<u8>, Option<u64>)> {
-    let mut bytes = Vec::new();
+/// `hint`: the size the input is expected to have (a file's length), so
+/// that the buffer is allocated once instead of doubling its way there.
+fn read_capped<R: Read>(mut r: R, max: u64, hint: u64) -> std::io::Result<(Vec<u8>, Option<u64>)> {
+    let mut bytes = Vec::with_capacity(usize::try_from(hint.min(max)).unwrap_or(0));
     (&mut r)
         .take(max.saturating_add(1))
         .read_to_end(&mut bytes)?;
@@ -202,7 +204,7 @@ fn read_file<E>(
                 origin, name, head, size, SETTING, max_bytes,
             )));
         }
-        return Ok(match read_capped(reader, max_bytes)? {
+        return Ok(match read_capped(reader, max_bytes, size)? {
             (bytes, None) => f(RawInput::new(origin, name, bytes)),
             (head, Some(size)) => f(RawInput::oversize(
                 origin, name, head, size, SETTING, max_bytes,
