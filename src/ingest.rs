@@ -13,7 +13,7 @@ use crate::fetch::imap::{Destination, FetchedMail, MailSink, MailboxRef, SinkErr
 use crate::fetch::{Origin, RawInput};
 use crate::kind::Kind;
 use crate::store::{NewInput, Store, StoreError};
-pub use ahead::{prepare, visit_prepared, Prepared, MAX_AHEAD_RECORDS};
+pub use ahead::{prepare, visit_prepared, Prepared, MAX_AHEAD_BYTES, MAX_AHEAD_RECORDS};
 use ahead::{Ahead, Item, Meta, ReadAhead};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

@@ -420,3 +420,38 @@ fn big_reports_are_not_read_ahead() {
         assert_eq!(ing.stats.records, n);
     }
 }
+
+/// Records of 1 MB each (a comment at the text-node cap): a handful of them
+/// already go over what is read ahead, so waiting inputs stay small.
+#[test]
+fn fat_records_are_not_read_ahead() {
+    let comment = "x".repeat(900_000);
+    for (n, ahead) in [(3, true), (6, false)] {
+        let mut xml = dmarcdb::synthetic::head("fat-1").into_bytes();
+        for i in 0..n {
+            xml.extend_from_slice(
+                format!(
+                    "<record><row><source_ip>192.0.2.{i}</source_ip><count>1</count>\
+                     <policy_evaluated><disposition>none</disposition><dkim>pass</dkim>\
+                     <spf>pass</spf><reason><type>other</type><comment>{comment}</comment>\
+                     </reason></policy_evaluated></row><identifiers>\
+                     <header_from>example.com</header_from></identifiers><auth_results>\
+                     <spf><domain>example.com</domain><result>pass</result></spf>\
+                     </auth_results></record>"
+                )
+                .as_bytes(),
+            );
+        }
+        xml.extend_from_slice(b"</feedback>");
+        let p = dmarcdb::ingest::prepare(
+            RawInput::new(Origin::Stdin, Some("r.xml".into()), gzip(&xml)),
+            &Limits::default(),
+        );
+        assert_eq!(p.is_read_ahead(), ahead, "{n} records");
+        let mut store = Store::open_in_memory().unwrap();
+        let mut ing = Ingester::new(&mut store, Limits::default());
+        ing.ingest_prepared(p).unwrap();
+        ing.commit().unwrap();
+        assert_eq!(ing.stats.records, n);
+    }
+}

@@ -2,8 +2,9 @@
 //!
 //! - [`prepare`]: a whole input read ahead — its sha256, `extract`, and every
 //!   document decompressed and parsed — while the writer stores the input
-//!   before it. Only for inputs of at most [`MAX_AHEAD_RECORDS`] records, so
-//!   that inputs waiting in line take little memory.
+//!   before it. Only for inputs of at most [`MAX_AHEAD_RECORDS`] records
+//!   and [`MAX_AHEAD_BYTES`] of them, so that inputs waiting in line take
+//!   little memory.
 //! - [`parse_ahead`]: one document parsed on a thread of its own while the
 //!   writer stores its records; the channel between them is bounded, so a
 //!   report of a million records still takes only a few batches of memory.
@@ -20,15 +21,19 @@ use sha2::{Digest, Sha256};
 use std::sync::mpsc::{sync_channel, Receiver};
 
 /// Records per message; the first message is small so that the writer can
-/// start on a short report while the parser reads on.
+/// start on a short report while the parser reads on. A message also ends
+/// at [`BATCH_BYTES`] of records (a record can hold a 1 MiB comment), so that
+/// what is in flight stays small however large the records.
 const BATCH: usize = 128;
 const FIRST_BATCH: usize = 8;
+const BATCH_BYTES: usize = 256 << 10;
 /// Messages the parser may be ahead of the writer.
 const IN_FLIGHT: usize = 4;
 
 pub(super) enum Msg {
     Header(Box<Result<Header, ParseError>>),
-    Records(Vec<Record>),
+    /// Records, and their size (as serialised for the digest).
+    Records(Vec<Record>, usize),
     End(End),
 }
 
@@ -81,6 +86,9 @@ impl Ahead {
 
 /// Records an input may hold to be read ahead whole.
 pub const MAX_AHEAD_RECORDS: usize = 2_000;
+/// Bytes of records (as serialised for the digest) an input may hold to be
+/// read ahead whole.
+pub const MAX_AHEAD_BYTES: usize = 4 << 20;
 
 /// An input with the work done that needs no store.
 pub struct Prepared {
@@ -157,7 +165,7 @@ fn read_ahead(input: &RawInput, limits: &Limits) -> Option<ReadAhead> {
     let x = extract::extract(&input.bytes, input.name.as_deref());
     let budget = Budget::new(limits);
     let mut items = Vec::new();
-    let mut records = 0usize;
+    let (mut records, mut bytes) = (0usize, 0usize);
     for payload in &x.payloads {
         let done = extract::documents(payload, limits, &budget, &mut |doc| {
             match doc {
@@ -170,9 +178,10 @@ fn read_ahead(input: &RawInput, limits: &Limits) -> Option<ReadAhead> {
                     let mut msgs = Vec::new();
                     let mut fits = true;
                     parse(doc, &mut |m| {
-                        if let Msg::Records(v) = &m {
+                        if let Msg::Records(v, size) = &m {
                             records += v.len();
-                            fits = records <= MAX_AHEAD_RECORDS;
+                            bytes += size;
+                            fits = records <= MAX_AHEAD_RECORDS && bytes <= MAX_AHEAD_BYTES;
                         }
                         msgs.push(m);
                         fits
@@ -224,17 +233,21 @@ fn parse(doc: Document<'_>, emit: &mut dyn FnMut(Msg) -> bool) {
         return;
     }
     let mut batch = Vec::with_capacity(BATCH);
+    let mut batch_bytes = 0usize;
     let mut hasher = Sha256::new();
     let mut sent = false;
     let result = loop {
         match reader.next_record() {
             Ok(Some(r)) => {
-                hash_record(&mut hasher, &r);
+                batch_bytes += hash_record(&mut hasher, &r);
                 batch.push(r);
-                if batch.len() == BATCH || (batch.len() == FIRST_BATCH && !sent) {
+                if batch.len() == BATCH
+                    || batch_bytes >= BATCH_BYTES
+                    || (batch.len() == FIRST_BATCH && !sent)
+                {
                     sent = true;
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if !emit(Msg::Records(full)) {
+                    if !emit(Msg::Records(full, std::mem::take(&mut batch_bytes))) {
                         return;
                     }
                 }
@@ -243,7 +256,7 @@ fn parse(doc: Document<'_>, emit: &mut dyn FnMut(Msg) -> bool) {
             Err(e) => break Err(e),
         }
     };
-    if !batch.is_empty() && !emit(Msg::Records(batch)) {
+    if !batch.is_empty() && !emit(Msg::Records(batch, batch_bytes)) {
         return;
     }
     let warnings = reader.warnings().to_vec();
@@ -264,22 +277,26 @@ fn parse(doc: Document<'_>, emit: &mut dyn FnMut(Msg) -> bool) {
     }));
 }
 
-fn hash_record(h: &mut Sha256, rec: &Record) {
+/// Add the record to the digest; returns its size as serialised.
+fn hash_record(h: &mut Sha256, rec: &Record) -> usize {
     // serde_json of plain data is deterministic; the digest only ever compares
     // copies parsed by the same code. Written straight into the hasher.
-    struct Into<'h>(&'h mut Sha256);
+    struct Into<'h>(&'h mut Sha256, usize);
     impl std::io::Write for Into<'_> {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
             self.0.update(b);
+            self.1 += b.len();
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    if serde_json::to_writer(Into(h), rec).is_ok() {
-        h.update(b"\n");
+    let mut w = Into(h, 0);
+    if serde_json::to_writer(&mut w, rec).is_ok() {
+        w.0.update(b"\n");
     }
+    w.1
 }
 
 impl Ahead {
@@ -293,7 +310,7 @@ impl Ahead {
                 return end.result.clone().map(|()| None);
             }
             match self.recv() {
-                Some(Msg::Records(v)) => self.batch = v.into_iter(),
+                Some(Msg::Records(v, _)) => self.batch = v.into_iter(),
                 Some(Msg::End(end)) => self.end = Some(end),
                 Some(Msg::Header(_)) | None => {
                     self.end = Some(End {
