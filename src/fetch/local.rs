@@ -212,30 +212,31 @@ fn read_file<E>(
         });
     }
     let mut mbox = MboxReader::new(reader);
+    mbox.cap = max_bytes;
     // One message held back, so that a file with a single `From ` line is
     // recorded as a plain file rather than "message 1".
-    let mut pending: Option<Vec<u8>> = None;
+    let mut pending: Option<(Vec<u8>, u64)> = None;
     let mut index = 0usize;
     while let Some(msg) = mbox.next_message()? {
-        if let Some(prev) = pending.replace(msg) {
+        if let Some((prev, size)) = pending.replace((msg, mbox.last_size)) {
             index += 1;
             let origin = Origin::Path {
                 path: display.clone(),
                 mbox_index: Some(index),
             };
-            if let Err(e) = f(capped(origin, None, prev, max_bytes)) {
+            if let Err(e) = f(capped(origin, None, prev, size, max_bytes)) {
                 return Ok(Err(e));
             }
         }
     }
-    if let Some(last) = pending {
+    if let Some((last, size)) = pending {
         let mbox_index = (index > 0).then_some(index + 1);
         let origin = Origin::Path {
             path: display,
             mbox_index,
         };
         let name = if index > 0 { None } else { name };
-        return Ok(f(capped(origin, name, last, max_bytes)));
+        return Ok(f(capped(origin, name, last, size, max_bytes)));
     }
     Ok(Ok(()))
 }
@@ -247,7 +248,16 @@ pub struct MboxReader<R: BufRead> {
     inner: R,
     line: Vec<u8>,
     started: bool,
+    /// Message bytes kept: a longer message is cut (and `last_size` says
+    /// how long it was), so a huge one never sits in memory.
+    pub cap: u64,
+    /// The size of the message `next_message` returned last.
+    pub last_size: u64,
 }
+
+/// Lines are read in pieces of at most this: a line of gigabytes must not
+/// sit in memory either.
+const LINE_PIECE: u64 = 1 << 20;
 
 impl<R: BufRead> MboxReader<R> {
     /// Read messages from `inner`.
@@ -256,59 +266,110 @@ impl<R: BufRead> MboxReader<R> {
             inner,
             line: Vec::new(),
             started: false,
+            cap: u64::MAX,
+            last_size: 0,
         }
     }
 
-    /// The next message, or `None` at the end.
+    /// The next message (at most `cap` bytes of it, `last_size` its whole
+    /// size), or `None` at the end.
     pub fn next_message(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut msg = Vec::new();
+        let mut size = 0u64;
+        let cap = self.cap;
+        // Count every byte, keep at most cap + 1 (so "over the cap" shows).
+        let keep = |msg: &mut Vec<u8>, size: &mut u64, piece: &[u8]| {
+            *size += piece.len() as u64;
+            let room = cap.saturating_add(1).saturating_sub(msg.len() as u64);
+            let n = usize::try_from(room).unwrap_or(usize::MAX).min(piece.len());
+            msg.extend_from_slice(piece.get(..n).unwrap_or_default());
+        };
         if !self.started {
             self.started = true;
             self.line.clear();
-            if self.inner.read_until(b'\n', &mut self.line)? == 0 {
+            if self.read_piece()? == 0 {
                 return Ok(None);
             }
             if !self.line.starts_with(b"From ") {
                 // Not an mbox after all: the whole stream is one message.
-                let mut msg = std::mem::take(&mut self.line);
-                self.inner.read_to_end(&mut msg)?;
+                loop {
+                    keep(&mut msg, &mut size, &self.line);
+                    self.line.clear();
+                    if self.read_piece()? == 0 {
+                        break;
+                    }
+                }
+                self.last_size = size;
                 return Ok(Some(msg));
             }
+            self.skip_rest_of_line()?;
         } else if self.line.is_empty() {
             return Ok(None);
         }
-        let mut msg = Vec::new();
         let mut prev_blank = false;
+        let mut at_line_start = true;
         loop {
             self.line.clear();
-            if self.inner.read_until(b'\n', &mut self.line)? == 0 {
+            if self.read_piece()? == 0 {
                 break;
             }
-            if (prev_blank && self.line.starts_with(b"From ")) || is_separator(&self.line) {
+            let starts = at_line_start;
+            at_line_start = self.line.ends_with(b"\n");
+            if starts
+                && ((prev_blank && self.line.starts_with(b"From ")) || is_separator(&self.line))
+            {
                 // The blank line before the separator belongs to the mbox.
                 trim_one_newline(&mut msg);
+                size = size.saturating_sub(if prev_blank { 1 } else { 0 });
+                self.skip_rest_of_line()?;
+                self.last_size = size;
                 return Ok(Some(msg));
             }
-            prev_blank = self.line == b"\n" || self.line == b"\r\n";
+            prev_blank = starts && (self.line == b"\n" || self.line == b"\r\n");
             let quoted = self.line.iter().take_while(|&&b| b == b'>').count();
-            if quoted > 0
+            if starts
+                && quoted > 0
                 && self
                     .line
                     .get(quoted..)
                     .is_some_and(|l| l.starts_with(b"From "))
             {
-                msg.extend_from_slice(self.line.get(1..).unwrap_or_default());
+                let unquoted = self.line.get(1..).unwrap_or_default().to_vec();
+                keep(&mut msg, &mut size, &unquoted);
             } else {
-                msg.extend_from_slice(&self.line);
+                keep(&mut msg, &mut size, &self.line);
             }
         }
         self.line.clear();
+        self.last_size = size;
         Ok(Some(msg))
+    }
+
+    /// Read the next piece of a line (to its end or [`LINE_PIECE`] bytes).
+    fn read_piece(&mut self) -> std::io::Result<usize> {
+        (&mut self.inner)
+            .take(LINE_PIECE)
+            .read_until(b'\n', &mut self.line)
+    }
+
+    /// After a separator line read in part: the rest of it.
+    fn skip_rest_of_line(&mut self) -> std::io::Result<()> {
+        while !self.line.ends_with(b"\n") {
+            self.line.clear();
+            if self.read_piece()? == 0 {
+                break;
+            }
+        }
+        // `line` must not be empty: that marks the end.
+        if self.line.is_empty() {
+            self.line.push(b'\n');
+        }
+        Ok(())
     }
 }
 
 /// An mbox message as an input, or its header when it is over the cap.
-fn capped(origin: Origin, name: Option<String>, bytes: Vec<u8>, max: u64) -> RawInput {
-    let size = bytes.len() as u64;
+fn capped(origin: Origin, name: Option<String>, bytes: Vec<u8>, size: u64, max: u64) -> RawInput {
     if size > max {
         RawInput::oversize(origin, name, bytes, size, SETTING, max)
     } else {
@@ -365,6 +426,28 @@ mod tests {
             vec!["Subject: x\n\nplain\n"]
         );
         assert!(split("").is_empty());
+    }
+
+    #[test]
+    fn mbox_messages_over_the_cap_are_cut_but_measured() {
+        let long = "a".repeat(3 << 20); // one line longer than LINE_PIECE
+        let mb = format!(
+            "From a@example.com Mon Jan  1 00:00:00 2024\nSubject: big\n\n{long}\n\n\
+             From b@example.org Tue Jan  2 00:00:00 2024\nSubject: small\n\nbody\n"
+        );
+        let mut r = MboxReader::new(mb.as_bytes());
+        r.cap = 100;
+        let big = r.next_message().unwrap().unwrap();
+        assert_eq!(big.len(), 101);
+        assert!(big.starts_with(b"Subject: big\n\naaa"));
+        assert_eq!(
+            r.last_size,
+            (long.len() + "Subject: big\n\n\n".len()) as u64
+        );
+        let small = r.next_message().unwrap().unwrap();
+        assert_eq!(small, b"Subject: small\n\nbody\n");
+        assert_eq!(r.last_size, small.len() as u64);
+        assert!(r.next_message().unwrap().is_none());
     }
 
     #[test]
