@@ -99,6 +99,9 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
                 .collect(),
         };
         let (mut pending, mut pending_bytes) = (0u64, 0usize);
+        // The counts as of the last commit: what the closing line reports
+        // should a commit fail (a full disk rolls the whole batch back).
+        let mut committed = ingester.stats.clone();
         // Each file is read and parsed on the second core while the one
         // before it is stored.
         let result = dmarcdb::ingest::visit_prepared(
@@ -116,11 +119,15 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
                 pending += 1;
                 pending_bytes += prepared.input().bytes.len();
                 let origin = prepared.input().origin.clone();
-                ingester
-                    .ingest_prepared(prepared)
-                    .map_err(|e| format!("{origin}: {e}"))?;
+                let before = ingester.stats.clone();
+                if let Err(e) = ingester.ingest_prepared(prepared) {
+                    // Rolled back: it is not counted.
+                    ingester.stats = before;
+                    return Err(format!("{origin}: {e}"));
+                }
                 if pending >= FILE_BATCH || pending_bytes >= FILE_BATCH_BYTES {
                     ingester.commit().map_err(|e| e.to_string())?;
+                    committed = ingester.stats.clone();
                     (pending, pending_bytes) = (0, 0);
                 }
                 Ok::<(), String>(())
@@ -128,9 +135,15 @@ fn ingest(g: &Global, a: &Args, bar: Option<&ProgressBar>) -> Result<u8, Failure
         );
         // The input that failed was rolled back to its savepoint; what came
         // before it in the batch is kept.
-        let committed = ingester.commit().map_err(|e| e.to_string());
-        if let Err(e) = result.and(committed) {
+        let last = ingester.commit().map_err(|e| e.to_string());
+        if let Err(e) = result.and(last.clone()) {
             let _ = ingester.rollback();
+            if last.is_err() {
+                ingester.stats = committed;
+                say(&format!(
+                    "dmarcdb: the last {pending} inputs read were not stored (the counts below are what was); run again to store them"
+                ));
+            }
             finish(g, a, &ingester.stats)?;
             return Err(Failure::operational(e));
         }
