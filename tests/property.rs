@@ -396,6 +396,21 @@ fn fixtures_through_the_pipeline() {
     }
 }
 
+/// `xml` gzipped is read ahead (or not, as `ahead` says) and stored whole
+/// with its `n` records.
+fn read_ahead_and_store(xml: &[u8], n: u64, ahead: bool) {
+    let p = dmarcdb::ingest::prepare(
+        RawInput::new(Origin::Stdin, Some("r.xml".into()), gzip(xml)),
+        &Limits::default(),
+    );
+    assert_eq!(p.is_read_ahead(), ahead, "{n} records");
+    let mut store = Store::open_in_memory().unwrap();
+    let mut ing = Ingester::new(&mut store, Limits::default());
+    ing.ingest_prepared(p).unwrap();
+    ing.commit().unwrap();
+    assert_eq!(ing.stats.records, n);
+}
+
 /// A report too big to wait in line whole is read as it is stored, and
 /// stored complete either way.
 #[test]
@@ -408,16 +423,7 @@ fn big_reports_are_not_read_ahead() {
         dmarcdb::synthetic::SyntheticReport::new("ahead-1", n)
             .read_to_end(&mut xml)
             .unwrap();
-        let p = dmarcdb::ingest::prepare(
-            RawInput::new(Origin::Stdin, Some("r.xml".into()), gzip(&xml)),
-            &Limits::default(),
-        );
-        assert_eq!(p.is_read_ahead(), ahead, "{n} records");
-        let mut store = Store::open_in_memory().unwrap();
-        let mut ing = Ingester::new(&mut store, Limits::default());
-        ing.ingest_prepared(p).unwrap();
-        ing.commit().unwrap();
-        assert_eq!(ing.stats.records, n);
+        read_ahead_and_store(&xml, n, ahead);
     }
 }
 
@@ -426,7 +432,7 @@ fn big_reports_are_not_read_ahead() {
 #[test]
 fn fat_records_are_not_read_ahead() {
     let comment = "x".repeat(900_000);
-    for (n, ahead) in [(3, true), (6, false)] {
+    for (n, ahead) in [(3u64, true), (6, false)] {
         let mut xml = dmarcdb::synthetic::head("fat-1").into_bytes();
         for i in 0..n {
             xml.extend_from_slice(
@@ -443,15 +449,6 @@ fn fat_records_are_not_read_ahead() {
             );
         }
         xml.extend_from_slice(b"</feedback>");
-        let p = dmarcdb::ingest::prepare(
-            RawInput::new(Origin::Stdin, Some("r.xml".into()), gzip(&xml)),
-            &Limits::default(),
-        );
-        assert_eq!(p.is_read_ahead(), ahead, "{n} records");
-        let mut store = Store::open_in_memory().unwrap();
-        let mut ing = Ingester::new(&mut store, Limits::default());
-        ing.ingest_prepared(p).unwrap();
-        ing.commit().unwrap();
-        assert_eq!(ing.stats.records, n);
+        read_ahead_and_store(&xml, n, ahead);
     }
 }
