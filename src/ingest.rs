@@ -706,9 +706,16 @@ impl<'s> Ingester<'s> {
         let salvaged = broken.is_some() || reader.recovered();
         if let Some(e) = &broken {
             // Salvage: the key is known, so what was read is kept and marked.
-            warnings.push(format!(
+            let w = format!(
                 "salvaged: the report breaks after {records} records ({e}); the rest is lost"
+            );
+            // On the input too, so that `ingest` says so: data was lost.
+            self.input_warnings.push(format!(
+                "report {} from {}: {w}",
+                printable_name(header.report_id_key()),
+                printable_name(&header.reporter())
             ));
+            warnings.push(w);
         } else if let Some(e) = reader.tail() {
             // Read to the end so that damage after </feedback> (a gzip CRC
             // mismatch, a truncated member) is not silently ignored.
