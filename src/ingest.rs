@@ -197,19 +197,21 @@ impl<'s> Ingester<'s> {
     /// Ingest one input inside the current batch (opened on demand).
     pub fn ingest(&mut self, input: &RawInput) -> Result<Outcome, StoreError> {
         let outcome = self.ingest_quietly(input, None, None)?;
-        if let Some(f) = self.notify.as_mut() {
-            f(&input.origin, &outcome);
-        }
+        self.tell(&input.origin, &outcome);
         Ok(outcome)
+    }
+
+    fn tell(&mut self, origin: &Origin, outcome: &Outcome) {
+        if let Some(f) = self.notify.as_mut() {
+            f(origin, outcome);
+        }
     }
 
     /// [`Ingester::ingest`] an input whose pure work [`prepare`] did
     /// (on another thread). The same outcome, sooner.
     pub fn ingest_prepared(&mut self, p: Prepared) -> Result<Outcome, StoreError> {
         let outcome = self.ingest_quietly(&p.input, Some(p.sha), p.read)?;
-        if let Some(f) = self.notify.as_mut() {
-            f(&p.input.origin, &outcome);
-        }
+        self.tell(&p.input.origin, &outcome);
         Ok(outcome)
     }
 
@@ -285,9 +287,7 @@ impl<'s> Ingester<'s> {
             self.limits.max_message_bytes
         );
         let outcome = self.ingest_partial(origin, header, &reason)?;
-        if let Some(f) = self.notify.as_mut() {
-            f(origin, &outcome);
-        }
+        self.tell(origin, &outcome);
         Ok(outcome)
     }
 
@@ -595,9 +595,7 @@ impl<'s> Ingester<'s> {
             return Ok(None);
         }
         self.store.release(REPARSE_SP)?;
-        if let Some(f) = self.notify.as_mut() {
-            f(&raw.origin, &outcome);
-        }
+        self.tell(&raw.origin, &outcome);
         Ok(Some(outcome))
     }
 

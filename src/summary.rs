@@ -57,6 +57,17 @@ pub enum When {
     DaysBefore(i64),
 }
 
+impl When {
+    /// As the start of a period that runs until `now` (`--since` without
+    /// `--until`): Unix seconds.
+    pub fn since(&self, now: i64) -> i64 {
+        match self {
+            When::Date(d) => *d,
+            When::DaysBefore(n) => now - n * DAY,
+        }
+    }
+}
+
 /// Parse `YYYY-MM-DD` or `Nd`.
 pub fn parse_when(s: &str) -> Result<When, String> {
     let s = s.trim();

@@ -19,23 +19,7 @@ use std::path::{Path, PathBuf};
 use support::golden::{describe, files};
 
 fn corpus() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = std::env::var_os("DMARCDB_CORPUS")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([
-            root.join("../shared/corpus"),
-            root.join("../../shared/corpus"),
-        ])
-        .find(|p| p.join("bounce").is_dir());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "the shared corpus is missing in CI (set DMARCDB_CORPUS)"
-        );
-        eprintln!("\n*** SKIPPED: no shared corpus (set DMARCDB_CORPUS); the bounce conformance test did not run ***\n");
-    }
-    found
+    support::shared_corpus("bounce", "the bounce conformance test")
 }
 
 /// The classifier's reason name → ours. Where sisimai splits finer than we

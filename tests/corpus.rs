@@ -8,29 +8,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use support::golden::{check, describe, files};
 
-/// `$DMARCDB_CORPUS`, else `../shared/corpus`, else `../../shared/corpus`
-/// (a worktree one level deeper).
 fn corpus() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = std::env::var_os("DMARCDB_CORPUS")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([
-            root.join("../shared/corpus"),
-            root.join("../../shared/corpus"),
-        ])
-        .find(|p| p.is_dir());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "../shared/corpus is missing in CI (set DMARCDB_CORPUS)"
-        );
-        eprintln!("\n*** SKIPPED: no corpus at $DMARCDB_CORPUS, ../shared/corpus or ../../shared/corpus; the corpus test did not run ***\n");
-    }
-    found
+    support::shared_corpus("", "the corpus test")
 }
 
 #[test]

@@ -86,7 +86,7 @@ impl Bounce {
             field(r.status.as_deref());
             field(r.diagnostic.as_deref());
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::ingest::hex(&h.finalize())
     }
 }
 

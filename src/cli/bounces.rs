@@ -30,23 +30,13 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
-    let domain = a
-        .domain
-        .as_deref()
-        .map(|d| d.trim().trim_end_matches('.').to_lowercase());
-    if domain.as_deref() == Some("") {
-        return Err(Failure::usage("--domain needs a domain name"));
-    }
+    let domain = super::domain_arg(a.domain.as_deref())?;
     let to = a.to.as_deref().map(|t| t.trim().trim_end_matches('.'));
     if to == Some("") {
         return Err(Failure::usage("--to needs a provider name or a domain"));
     }
     let now = chrono::Utc::now().timestamp();
-    let since = match a.since {
-        Some(When::Date(d)) => Some(d),
-        Some(When::DaysBefore(n)) => Some(now - n * 86_400),
-        None => None,
-    };
+    let since = a.since.as_ref().map(|w| w.since(now));
     let filter = BounceFilter {
         since,
         until: None,

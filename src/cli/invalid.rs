@@ -83,11 +83,7 @@ pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
         return Ok(0);
     }
     let now = chrono::Utc::now().timestamp();
-    let since = match &a.since {
-        None => i64::MIN,
-        Some(When::Date(d)) => *d,
-        Some(When::DaysBefore(n)) => now - n * 86_400,
-    };
+    let since = a.since.as_ref().map_or(i64::MIN, |w| w.since(now));
     let rows = store.invalid_inputs(since).map_err(db)?;
     if a.json {
         print(&format!(

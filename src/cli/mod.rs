@@ -288,6 +288,14 @@ pub fn main() -> u8 {
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error.
+/// `--domain D` as the store keeps domains: lowercase, without a final dot.
+pub fn domain_arg(d: Option<&str>) -> Result<Option<String>, Failure> {
+    match d.map(|d| d.trim().trim_end_matches('.').to_lowercase()) {
+        Some(d) if d.is_empty() => Err(Failure::usage("--domain needs a domain name")),
+        d => Ok(d),
+    }
+}
+
 pub fn print(text: &str) -> Result<(), Failure> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

@@ -33,13 +33,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<u8, Failure> {
-    let domain = a
-        .domain
-        .as_deref()
-        .map(|d| d.trim().trim_end_matches('.').to_lowercase());
-    if domain.as_deref() == Some("") {
-        return Err(Failure::usage("--domain needs a domain name"));
-    }
+    let domain = super::domain_arg(a.domain.as_deref())?;
     let store = g.existing_store()?;
     let db = |e: dmarcdb::store::StoreError| Failure::operational(e.to_string());
     let now = chrono::Utc::now().timestamp();

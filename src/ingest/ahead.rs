@@ -369,13 +369,12 @@ pub fn visit_prepared<E>(
         let (tx, rx) = sync_channel(2);
         let held = &held;
         s.spawn(move || {
-            let tx_err = tx.clone();
             let _ = crate::fetch::local::visit(
                 paths,
                 limits.max_input_bytes,
                 skip,
                 &mut |e| {
-                    let _ = tx_err.send(Walked::Error(e));
+                    let _ = tx.send(Walked::Error(e));
                 },
                 &mut |input| {
                     if !held.take(input.bytes.len()) {
