@@ -212,8 +212,17 @@ pub fn parse_ahead<T>(
 ) -> T {
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel(IN_FLIGHT);
-        s.spawn(move || parse(doc, &mut |m| tx.send(m).is_ok()));
+        let started = std::thread::Builder::new()
+            .spawn_scoped(s, move || parse(doc, &mut |m| tx.send(m).is_ok()));
         let (header, mut ahead) = Ahead::new(Source::Thread(rx));
+        // Out of threads (a process limit): this document is not read, and
+        // says why; the input stays for a later reparse. Never a panic.
+        let header = match started {
+            Ok(_) => header,
+            Err(e) => Err(ParseError::Invalid(format!(
+                "cannot start a parser thread: {e}"
+            ))),
+        };
         f(header, &mut ahead)
         // `ahead` is dropped here: a parser still sending stops.
     })
@@ -368,7 +377,7 @@ pub fn visit_prepared<E>(
     std::thread::scope(|s| {
         let (tx, rx) = sync_channel(2);
         let held = &held;
-        s.spawn(move || {
+        let started = std::thread::Builder::new().spawn_scoped(s, move || {
             let _ = crate::fetch::local::visit(
                 paths,
                 limits.max_input_bytes,
@@ -385,6 +394,16 @@ pub fn visit_prepared<E>(
                 },
             );
         });
+        if started.is_err() {
+            // No second thread to be had: walk and prepare on this one.
+            return crate::fetch::local::visit(
+                paths,
+                limits.max_input_bytes,
+                skip,
+                on_error,
+                &mut |input| f(prepare(input, limits)),
+            );
+        }
         let result = (|| {
             for w in &rx {
                 match w {
